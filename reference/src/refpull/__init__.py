@@ -1,0 +1,70 @@
+"""refpull: the reference CRI image puller, the executable specification of the suite.
+
+The public API is re-exported here; ``__all__`` is sorted and checked by a test.
+"""
+
+from __future__ import annotations
+
+from refpull.errors import (
+    AlreadyExists,
+    AuthError,
+    ConfigError,
+    DiffIDMismatch,
+    DigestMismatch,
+    InvalidAuth,
+    InvalidReference,
+    ManifestTooLarge,
+    NoMatchingPlatform,
+    NotFound,
+    NotFoundInStore,
+    PullError,
+    RefpullError,
+    RegistryError,
+    ResolveError,
+    Schema1Error,
+    SizeMismatch,
+    StoreError,
+    TLSError,
+    TokenError,
+    TransportError,
+    Unauthorized,
+    UnpackError,
+    UnsafePath,
+    UnsupportedMediaType,
+    VerificationError,
+)
+from refpull.profiles import CONTAINERD_16, PROFILES, SEED, Profile, get_profile
+
+__all__ = [
+    "CONTAINERD_16",
+    "PROFILES",
+    "SEED",
+    "AlreadyExists",
+    "AuthError",
+    "ConfigError",
+    "DiffIDMismatch",
+    "DigestMismatch",
+    "InvalidAuth",
+    "InvalidReference",
+    "ManifestTooLarge",
+    "NoMatchingPlatform",
+    "NotFound",
+    "NotFoundInStore",
+    "Profile",
+    "PullError",
+    "RefpullError",
+    "RegistryError",
+    "ResolveError",
+    "Schema1Error",
+    "SizeMismatch",
+    "StoreError",
+    "TLSError",
+    "TokenError",
+    "TransportError",
+    "Unauthorized",
+    "UnpackError",
+    "UnsafePath",
+    "UnsupportedMediaType",
+    "VerificationError",
+    "get_profile",
+]

@@ -1,0 +1,179 @@
+"""Behaviour profiles: the one switchboard where the seed and containerd 1.6.20 differ.
+
+A :class:`Profile` is a small frozen value passed into the functions that care. Every
+field names the catalog behaviour it implements (``../shared/behaviors.md`` §17), so a
+difference between the two profiles is one line here, never an ``if`` on a profile name
+somewhere else.
+
+Security behaviours are deliberately *not* switches: the reference is safe in every
+profile (credentials bound to their endpoint, no credentials on cross-host redirects,
+no foreign URLs outside http(s), unpacking confined to its root).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CONTAINERD_16", "PROFILES", "SEED", "Profile", "get_profile"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Profile:
+    """The behaviour switches of one runtime generation.
+
+    Each field is ``True`` when the runtime has the behaviour described.
+    """
+
+    name: str
+    #: EP-004: any loopback IP (127.0.0.0/8, ::1) defaults to http, not just the exact names.
+    loopback_any_ip_is_http: bool
+    #: EP-006: endpoints without ``://`` get ``default_scheme(host) + "://"`` prefixed.
+    schemeless_endpoint_gets_default_scheme: bool
+    #: EP-003/CFG-002: the default config carries a docker.io mirror to registry-1.docker.io.
+    default_config_has_docker_io_mirror: bool
+    #: HOST-005: a TLS config on a non-https endpoint fails host construction.
+    tls_on_http_endpoint_is_error: bool
+    #: HOST-007: mirror requests carry ``?ns=<registry host>``.
+    mirror_ns_query: bool
+    #: HOST-008: ``registry.headers`` are added to registry requests.
+    registry_headers: bool
+    #: HOST-009: plain-http loopback endpoints get ``InsecureSkipVerify`` (for redirects to https).
+    loopback_http_skips_verify: bool
+    #: CHAL-002: an empty quoted auth-param (``a=""``) truncates challenge parsing (seed bug).
+    empty_quoted_param_truncates_challenge: bool
+    #: CHAL-003/TOKEN-001: the bearer challenge's ``scope`` is optional and split on spaces.
+    challenge_scope_optional: bool
+    #: CHAL-008/XPORT-005: redirected requests are re-authorized by the authorizer.
+    redirects_reauthorized: bool
+    #: TOKEN-003: ``scope`` is omitted from the OAuth POST form when empty.
+    post_omits_empty_scope: bool
+    #: TOKEN-004: an OAuth POST answered 400 also falls back to GET.
+    post_400_falls_back_to_get: bool
+    #: TOKEN-005: an empty ``access_token`` in a POST answer is an error, not ``Bearer ``.
+    empty_access_token_is_error: bool
+    #: TOKEN-008: token requests send ``User-Agent: containerd/<version>``.
+    token_requests_send_user_agent: bool
+    #: RES-006/RES-010: the next host is tried after transport errors and statuses >= 400.
+    resolve_falls_through_on_error: bool
+    #: RES-005/FETCH-001: manifests by digest are also tried under ``/blobs/`` (seed fallback).
+    manifest_blob_fallback: bool
+    #: FETCH-002: blob fetches fall through to the next host on any error.
+    fetch_falls_through_on_error: bool
+    #: FETCH-006: an unexpected EOF mid-blob is resumed with a Range request.
+    fetch_auto_resume: bool
+    #: FETCH-008: short reads are reported as "failed to read expected number of bytes".
+    short_read_message: bool
+    #: PULL-001: linux/amd64 also accepts linux/386 and amd64 variants v2/v3.
+    amd64_platform_fallbacks: bool
+    #: PULL-002/PULL-003: layers are fetched by the unpacker; existing snapshots skip download.
+    deferred_layer_download: bool
+    #: PULL-005: the diff-ID mismatch error quotes the expected diff_id (seed: the calculated one).
+    diffid_error_quotes_expected: bool
+    #: PULL-006: the image record is created only after a successful unpack.
+    record_after_unpack: bool
+    #: PULL-010: zstd-compressed layers are supported.
+    zstd_layers: bool
+    #: S1-005: schema1 documents with ``layers``/``manifests`` keys are rejected.
+    schema1_rejects_ambiguous: bool
+    #: S1-008: synthesized schema1 configs may carry variant, os.version, os.features, ArgsEscaped.
+    schema1_config_image_spec_11: bool
+    #: CRI-004: re-labelling an existing record patches only the CRI label (seed replaces all).
+    relabel_patches_only_cri_label: bool
+    #: CRI-007: the CRI ``runtime.v1`` API is served alongside ``v1alpha2``.
+    cri_v1_api: bool
+    #: STORE-003: repo tags and digests are sorted.
+    sorted_references: bool
+    #: CFG-003: deprecated ``registry.auths`` are converted keyed by host, one credential each.
+    auths_conversion_fixed: bool
+    #: ERR-003: Go >= 1.14 quotes URLs in transport error messages.
+    quoted_urls_in_errors: bool
+    #: The User-Agent sent by the runtime (``containerd/<version>``).
+    user_agent: str
+
+
+SEED = Profile(
+    name="seed",
+    loopback_any_ip_is_http=False,
+    schemeless_endpoint_gets_default_scheme=False,
+    default_config_has_docker_io_mirror=True,
+    tls_on_http_endpoint_is_error=True,
+    mirror_ns_query=False,
+    registry_headers=False,
+    loopback_http_skips_verify=False,
+    empty_quoted_param_truncates_challenge=True,
+    challenge_scope_optional=False,
+    redirects_reauthorized=False,
+    post_omits_empty_scope=False,
+    post_400_falls_back_to_get=False,
+    empty_access_token_is_error=False,
+    token_requests_send_user_agent=False,
+    resolve_falls_through_on_error=False,
+    manifest_blob_fallback=True,
+    fetch_falls_through_on_error=False,
+    fetch_auto_resume=False,
+    short_read_message=False,
+    amd64_platform_fallbacks=False,
+    deferred_layer_download=False,
+    diffid_error_quotes_expected=False,
+    record_after_unpack=False,
+    zstd_layers=False,
+    schema1_rejects_ambiguous=False,
+    schema1_config_image_spec_11=False,
+    relabel_patches_only_cri_label=False,
+    cri_v1_api=False,
+    sorted_references=False,
+    auths_conversion_fixed=False,
+    quoted_urls_in_errors=False,
+    user_agent="containerd/v1.3.0-128-g383f4a77",
+)
+
+CONTAINERD_16 = Profile(
+    name="containerd-1.6",
+    loopback_any_ip_is_http=True,
+    schemeless_endpoint_gets_default_scheme=True,
+    default_config_has_docker_io_mirror=False,
+    tls_on_http_endpoint_is_error=False,
+    mirror_ns_query=True,
+    registry_headers=True,
+    loopback_http_skips_verify=True,
+    empty_quoted_param_truncates_challenge=False,
+    challenge_scope_optional=True,
+    redirects_reauthorized=True,
+    post_omits_empty_scope=True,
+    post_400_falls_back_to_get=True,
+    empty_access_token_is_error=True,
+    token_requests_send_user_agent=True,
+    resolve_falls_through_on_error=True,
+    manifest_blob_fallback=False,
+    fetch_falls_through_on_error=True,
+    fetch_auto_resume=True,
+    short_read_message=True,
+    amd64_platform_fallbacks=True,
+    deferred_layer_download=True,
+    diffid_error_quotes_expected=True,
+    record_after_unpack=True,
+    zstd_layers=True,
+    schema1_rejects_ambiguous=True,
+    schema1_config_image_spec_11=True,
+    relabel_patches_only_cri_label=True,
+    cri_v1_api=True,
+    sorted_references=True,
+    auths_conversion_fixed=True,
+    quoted_urls_in_errors=True,
+    user_agent="containerd/1.6.20~ds1",
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SEED, CONTAINERD_16)}
+
+
+def get_profile(name: str) -> Profile:
+    """Return the profile called *name* (``seed`` or ``containerd-1.6``).
+
+    Raises:
+        KeyError: with the list of known names, when *name* is not one of them.
+    """
+    try:
+        return PROFILES[name]
+    except KeyError:
+        known = ", ".join(sorted(PROFILES))
+        raise KeyError(f"unknown profile {name!r} (known: {known})") from None
