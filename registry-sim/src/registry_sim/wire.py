@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs
 
-__all__ = ["Body", "FileBody", "Headers", "Request", "Response"]
+__all__ = ["Body", "Delivery", "FileBody", "Headers", "Request", "Response"]
 
 
 class Headers:
@@ -105,6 +105,25 @@ class Request:
         return values[0] if values else None
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """How the server writes a response: the transport-level faults it must play.
+
+    ``delay_s`` before the status line; ``drip_bytes_per_s`` throttles the body;
+    ``truncate_at`` closes the connection cleanly after that many body bytes (the
+    announced length stays); ``reset_at`` sends a TCP RST after that many body bytes;
+    ``stall_s`` pauses once after ``truncate_at``/``reset_at`` is not set but
+    ``stall_after`` bytes were sent.
+    """
+
+    delay_s: float = 0.0
+    drip_bytes_per_s: int | None = None
+    truncate_at: int | None = None
+    reset_at: int | None = None
+    stall_after: int | None = None
+    stall_s: float = 0.0
+
+
 @dataclass
 class Response:
     """What the application answers. ``length`` is the Content-Length to announce
@@ -115,6 +134,9 @@ class Response:
     headers: Headers = field(default_factory=Headers)
     body: Body = b""
     length: int | None = None
+    delivery: Delivery = field(default_factory=Delivery)
+    #: Name of the fault rule that shaped this response, for the journal.
+    fault: str | None = None
 
     def content_length(self) -> int | None:
         if self.length is not None:
