@@ -59,6 +59,8 @@ class Profile:
     manifest_blob_fallback: bool
     #: FETCH-002: blob fetches fall through to the next host on any error.
     fetch_falls_through_on_error: bool
+    #: FETCH-004: non-http(s) foreign ``urls`` are skipped (seed: tried, failing the pull).
+    foreign_urls_http_only: bool
     #: FETCH-006: an unexpected EOF mid-blob is resumed with a Range request.
     fetch_auto_resume: bool
     #: FETCH-008: short reads are reported as "failed to read expected number of bytes".
@@ -110,6 +112,7 @@ SEED = Profile(
     resolve_falls_through_on_error=False,
     manifest_blob_fallback=True,
     fetch_falls_through_on_error=False,
+    foreign_urls_http_only=False,
     fetch_auto_resume=False,
     short_read_message=False,
     amd64_platform_fallbacks=False,
@@ -146,6 +149,7 @@ CONTAINERD_16 = Profile(
     resolve_falls_through_on_error=True,
     manifest_blob_fallback=False,
     fetch_falls_through_on_error=True,
+    foreign_urls_http_only=True,
     fetch_auto_resume=True,
     short_read_message=True,
     amd64_platform_fallbacks=True,
