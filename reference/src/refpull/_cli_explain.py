@@ -1,0 +1,170 @@
+"""``refpull explain IMAGE``: print how a pull would go, without sending a request.
+
+Exit status: 0 when the pull would start talking to a registry, 1 when it would fail
+before any network I/O (the error is printed), 2 when the command's own input (config
+file, auth JSON) is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from refpull.config import RegistryConfig, default_config, load_config
+from refpull.credentials import AuthConfig
+from refpull.errors import RefpullError
+from refpull.explain import EndpointExplanation, Explanation, explain
+from refpull.profiles import PROFILES, Profile, get_profile
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``explain`` sub-command.
+
+    Args:
+        subparsers: the object returned by ``ArgumentParser.add_subparsers``.
+    """
+    parser = subparsers.add_parser(
+        "explain",
+        help="show endpoints, TLS and credential use of a pull (no network I/O)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "image", metavar="IMAGE", help="image reference as given to CRI"
+    )
+    parser.add_argument("--config", metavar="FILE", help="containerd config.toml")
+    parser.add_argument(
+        "--auth-json",
+        metavar="FILE|-",
+        help="CRI AuthConfig as JSON (username, password, auth, server_address, ...)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="containerd-1.6",
+        help="runtime generation to model (default: containerd-1.6)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+class _InputError(Exception):
+    """The command's own input is unusable (exit 2)."""
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``refpull explain`` with parsed *args*.
+
+    Args:
+        args: the namespace built by the parser from :func:`add_parser`.
+
+    Returns:
+        0, 1 or 2 as described in the module docstring.
+    """
+    try:
+        profile = get_profile(args.profile)
+        config = _load_config(args.config, profile)
+        auth = _load_auth(args.auth_json)
+    except _InputError as exc:
+        print(f"refpull explain: error: {exc}", file=sys.stderr)
+        return 2
+    result = explain(args.image, config, auth, profile)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(_render(result))
+    return 1 if result.error else 0
+
+
+def _load_config(path: str | None, profile: Profile) -> RegistryConfig:
+    if path is None:
+        return default_config(profile)
+    try:
+        return load_config(path, profile)
+    except RefpullError as exc:
+        raise _InputError(f"config {path}: {exc}") from exc
+
+
+def _load_auth(source: str | None) -> AuthConfig | None:
+    if source is None:
+        return None
+    try:
+        text = sys.stdin.read() if source == "-" else _read_text(source)
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _InputError(f"cannot read auth JSON {source}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        # The position, not the text: the document holds secrets.
+        raise _InputError(f"auth JSON {source} is not valid JSON ({exc.msg})") from exc
+    if not isinstance(data, dict):
+        raise _InputError(f"auth JSON {source} must be an object")
+    try:
+        return AuthConfig.from_mapping(data)
+    except (TypeError, ValueError) as exc:
+        raise _InputError(f"auth JSON {source}: {exc}") from exc
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _render(result: Explanation) -> str:
+    lines = [
+        f"image:      {result.image}",
+        f"reference:  {result.reference or '-'}",
+        f"profile:    {result.profile}",
+    ]
+    if result.registry_host is not None:
+        lines.append(
+            f"registry:   {result.registry_host}   repository: {result.repository}"
+            f"   object: {result.object}"
+        )
+        lines.append(f"max concurrent downloads: {result.max_concurrent_downloads}")
+    if result.endpoints:
+        lines.append("endpoints (tried in this order):")
+        for number, endpoint in enumerate(result.endpoints, start=1):
+            lines += _render_endpoint(number, endpoint)
+    if result.error:
+        lines.append("result:     the pull fails before any network I/O:")
+        lines.append(f"  {result.error}")
+        if result.error_key:
+            lines.append(f"  (setting: {result.error_key})")
+    else:
+        lines.append("result:     no error before the first request")
+    lines += [f"note: {note}" for note in result.notes]
+    return "\n".join(lines)
+
+
+def _render_endpoint(number: int, e: EndpointExplanation) -> list[str]:
+    role = "mirror" if e.is_mirror else "registry"
+    tls = "system roots"
+    if e.ca_file:
+        tls += f" + ca_file {e.ca_file}"
+    if e.cert_file:
+        tls += f"; client cert {e.cert_file} key {e.key_file}"
+    if e.skip_verify:
+        tls = "verification OFF (insecure_skip_verify)"
+    creds = e.credentials
+    if e.credential_kind:
+        creds += f" ({e.credential_kind})"
+    lines = [
+        f"  {number}. {e.endpoint}   [{role}]",
+        f"     request:     {e.url}",
+        f"     scheme/host: {e.scheme} {e.host}   path: {e.path}   "
+        f"query: {e.query or '-'}",
+        f"     tls:         {tls if e.scheme == 'https' else 'n/a (plain http); ' + tls}",
+        f"     runtime skips verify: {_yes(e.runtime_skips_verify)}",
+        f"     credentials: {creds}   source: {e.credentials_source}",
+    ]
+    if e.header_names:
+        lines.append(f"     headers:     {', '.join(e.header_names)}")
+    lines += [f"     note: {note}" for note in e.notes]
+    return lines
