@@ -1,0 +1,204 @@
+"""Confined, streaming extraction of one OCI layer tar into a directory.
+
+Safety rules (the reference is safe in every profile, see profiles.py):
+
+* entry names and hardlink targets must be relative and free of ``..`` components, else
+  :class:`~refpull.errors.UnsafePath` (containerd confines such names to the root instead;
+  we refuse them, the stricter choice);
+* no existing symlink is ever followed: every parent component is checked with ``lstat``
+  (a symlinked parent -> ``UnsafePath``), files are created with ``O_EXCL|O_NOFOLLOW``
+  after removing what was there, hardlinks are made without following;
+* symlinks are created as given: their targets are only ever interpreted inside the
+  container, never by the extractor;
+* device nodes are skipped and recorded in the returned notes (no privileges needed);
+  FIFOs are created; ownership is applied only when running as root.
+
+OCI whiteouts (image-spec ``layer.md``): ``.wh.<name>`` deletes ``<name>`` from the lower
+layers; ``.wh..wh..opq`` empties its directory of everything not written by this layer.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from refpull.errors import UnsafePath
+
+__all__ = ["ExtractResult", "extract_tar"]
+
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+
+
+@dataclass
+class ExtractResult:
+    """What extraction did besides writing files."""
+
+    notes: list[str] = field(default_factory=list)
+
+
+def _clean(name: str, *, what: str = "entry") -> tuple[str, ...]:
+    """Split a tar name into safe components, or raise UnsafePath."""
+    if name.startswith("/"):
+        raise UnsafePath(f"unsafe {what} path {name!r}: absolute", path=name)
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafePath(f"unsafe {what} path {name!r}: '..' component", path=name)
+    return parts
+
+
+def _ensure_parents(root: Path, parts: tuple[str, ...], name: str) -> Path:
+    """Create missing parents of ``parts`` under root; refuse symlinked ones."""
+    current = root
+    for part in parts[:-1]:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            os.mkdir(current, 0o755)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePath(
+                f"unsafe entry path {name!r}: parent is a symlink", path=name
+            )
+        if not stat.S_ISDIR(st.st_mode):
+            # A file where a directory is needed: the layer replaces it (like a dir entry).
+            os.unlink(current)
+            os.mkdir(current, 0o755)
+    return current / parts[-1]
+
+
+def _remove(path: Path) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+class _Extractor:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.result = ExtractResult()
+        self.written: set[tuple[str, ...]] = set()
+        self.dir_meta: list[tuple[Path, tarfile.TarInfo]] = []
+        self.is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+
+    def entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        parts = _clean(member.name)
+        if not parts:
+            return  # the root directory itself: nothing to create
+        base = parts[-1]
+        if base.startswith(_WHITEOUT):
+            self.whiteout(parts, member.name)
+            return
+        path = _ensure_parents(self.root, parts, member.name)
+        # Every ancestor counts as written: an opaque marker must not remove them.
+        self.written.update(parts[:n] for n in range(1, len(parts) + 1))
+        if member.isdir():
+            if not path.is_dir() or path.is_symlink():
+                _remove(path)
+                os.mkdir(path, 0o700)
+            self.dir_meta.append((path, member))
+            return
+        _remove(path)
+        if member.isreg():
+            self.regular(tar, member, path)
+        elif member.issym():
+            os.symlink(member.linkname, path)
+        elif member.islnk():
+            self.hardlink(member, path)
+        elif member.isfifo():
+            os.mkfifo(path, 0o600)
+        elif member.ischr() or member.isblk():
+            self.result.notes.append(f"skipped device node {member.name!r}")
+            return
+        else:
+            self.result.notes.append(
+                f"skipped entry {member.name!r} of type {member.type!r}"
+            )
+            return
+        self.metadata(path, member)
+
+    def regular(
+        self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path
+    ) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        fd = os.open(path, flags, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            src = tar.extractfile(member)
+            if src is not None:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+    def hardlink(self, member: tarfile.TarInfo, path: Path) -> None:
+        target_parts = _clean(member.linkname, what="hardlink target")
+        if not target_parts:
+            raise UnsafePath(f"hardlink {member.name!r} to the root", path=member.name)
+        current = self.root
+        for part in target_parts[:-1]:
+            current = current / part
+            if os.path.islink(current) or not current.is_dir():
+                raise UnsafePath(
+                    f"hardlink target {member.linkname!r} leaves the root",
+                    path=member.name,
+                )
+        source = current / target_parts[-1]
+        if not os.path.lexists(source) or (
+            os.path.isdir(source) and not source.is_symlink()
+        ):
+            raise UnsafePath(
+                f"hardlink target {member.linkname!r} missing", path=member.name
+            )
+        os.link(source, path, follow_symlinks=False)
+
+    def metadata(self, path: Path, member: tarfile.TarInfo) -> None:
+        if self.is_root:
+            os.lchown(path, member.uid, member.gid)
+        if not member.issym():
+            os.chmod(path, member.mode & 0o7777)
+        os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+
+    def whiteout(self, parts: tuple[str, ...], name: str) -> None:
+        parent = _ensure_parents(self.root, parts, name).parent
+        base = parts[-1]
+        if base == _OPAQUE:
+            prefix = parts[:-1]
+            for child in sorted(os.listdir(parent)):
+                if (*prefix, child) not in self.written:
+                    _remove(parent / child)
+            return
+        target = base[len(_WHITEOUT) :]
+        if target in ("", ".", ".."):
+            raise UnsafePath(f"unsafe whiteout {name!r}", path=name)
+        _remove(parent / target)
+
+    def finish(self) -> None:
+        # Directory modes and times last, deepest first, so read-only dirs can be filled.
+        for path, member in reversed(self.dir_meta):
+            self.metadata(path, member)
+
+
+def extract_tar(stream: Any, root: Path) -> ExtractResult:
+    """Extract the uncompressed tar *stream* (anything with ``read``) into *root*.
+
+    Returns:
+        Notes about skipped entries.
+
+    Raises:
+        UnsafePath: an entry would write outside *root*.
+        tarfile.TarError, OSError: malformed archives or file system errors.
+    """
+    extractor = _Extractor(root)
+    with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:
+        for member in tar:
+            extractor.entry(tar, member)
+    extractor.finish()
+    return extractor.result
