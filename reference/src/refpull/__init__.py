@@ -5,6 +5,19 @@ The public API is re-exported here; ``__all__`` is sorted and checked by a test.
 
 from __future__ import annotations
 
+from refpull.authflow import RegistryAuth
+from refpull.challenge import Challenge, parse_www_authenticate
+from refpull.config import (
+    HostConfig,
+    RegistryConfig,
+    TLSConfig,
+    default_config,
+    load_config,
+    parse_config,
+)
+from refpull.content import ContentStore, Ingest
+from refpull.credentials import AuthConfig, Credentials, parse_auth
+from refpull.digest import Digest, DigestVerifier, sha256_digest
 from refpull.errors import (
     AlreadyExists,
     AuthError,
@@ -33,38 +46,121 @@ from refpull.errors import (
     UnsupportedMediaType,
     VerificationError,
 )
+from refpull.explain import EndpointExplanation, Explanation, explain
+from refpull.hosts import (
+    CredentialsSource,
+    RegistryHost,
+    credentials_for,
+    default_host,
+    default_scheme,
+    registry_endpoints,
+    registry_hosts,
+)
+from refpull.imageref import (
+    ImageRef,
+    RepoLocation,
+    parse_docker_ref,
+    split_registry_host,
+)
+from refpull.manifests import (
+    Descriptor,
+    ImageConfig,
+    ImageIndex,
+    ImageManifest,
+    Platform,
+    parse_image_config,
+    parse_manifest,
+    select_platform,
+)
 from refpull.profiles import CONTAINERD_16, PROFILES, SEED, Profile, get_profile
+from refpull.puller import ProgressEvent, Puller, PullResult
+from refpull.schema1 import ConvertedImage, Schema1Converter, strip_signature
+from refpull.tlsconfig import ssl_context
+from refpull.transport import TransportSettings, make_client, proxy_for
+from refpull.unpack import SnapshotStore, apply_layers, chain_ids
 
 __all__ = [
     "CONTAINERD_16",
     "PROFILES",
     "SEED",
     "AlreadyExists",
+    "AuthConfig",
     "AuthError",
+    "Challenge",
     "ConfigError",
+    "ContentStore",
+    "ConvertedImage",
+    "Credentials",
+    "CredentialsSource",
+    "Descriptor",
     "DiffIDMismatch",
+    "Digest",
     "DigestMismatch",
+    "DigestVerifier",
+    "EndpointExplanation",
+    "Explanation",
+    "HostConfig",
+    "ImageConfig",
+    "ImageIndex",
+    "ImageManifest",
+    "ImageRef",
+    "Ingest",
     "InvalidAuth",
     "InvalidReference",
     "ManifestTooLarge",
     "NoMatchingPlatform",
     "NotFound",
     "NotFoundInStore",
+    "Platform",
     "Profile",
+    "ProgressEvent",
     "PullError",
+    "PullResult",
+    "Puller",
     "RefpullError",
+    "RegistryAuth",
+    "RegistryConfig",
     "RegistryError",
+    "RegistryHost",
+    "RepoLocation",
     "ResolveError",
+    "Schema1Converter",
     "Schema1Error",
     "SizeMismatch",
+    "SnapshotStore",
     "StoreError",
+    "TLSConfig",
     "TLSError",
     "TokenError",
     "TransportError",
+    "TransportSettings",
     "Unauthorized",
     "UnpackError",
     "UnsafePath",
     "UnsupportedMediaType",
     "VerificationError",
+    "apply_layers",
+    "chain_ids",
+    "credentials_for",
+    "default_config",
+    "default_host",
+    "default_scheme",
+    "explain",
     "get_profile",
+    "load_config",
+    "make_client",
+    "parse_auth",
+    "parse_config",
+    "parse_docker_ref",
+    "parse_image_config",
+    "parse_manifest",
+    "parse_www_authenticate",
+    "proxy_for",
+    "registry_endpoints",
+    "registry_hosts",
+    "select_platform",
+    "sha256_digest",
+    "split_registry_host",
+    "ssl_context",
+    "strip_signature",
 ]

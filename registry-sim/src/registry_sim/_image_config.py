@@ -49,6 +49,7 @@ class Config:
     env: tuple[str, ...] = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin",)
     cmd: tuple[str, ...] = ("sh",)
     entrypoint: tuple[str, ...] = ()
+    user: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     nonce: str | None = None
     created: str = "1970-01-01T00:00:00Z"
@@ -64,6 +65,8 @@ class Config:
         if self.nonce is not None:
             labels[NONCE_LABEL] = self.nonce  # a per-test unique image ID
         out: dict[str, Any] = {"Env": list(self.env), "Cmd": list(self.cmd)}
+        if self.user:
+            out["User"] = self.user
         if self.entrypoint:
             out["Entrypoint"] = list(self.entrypoint)
         if labels:

@@ -260,4 +260,3 @@ class ContainerdTarget:
 
     def remove(self, image: str) -> None:
         self.client.remove(image)
-

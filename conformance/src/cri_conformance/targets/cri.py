@@ -60,7 +60,9 @@ def detect_api(channel: grpc.Channel, *, timeout: float = 10.0) -> str:
                 continue
             raise
         return api
-    raise TargetError("UNIMPLEMENTED", "the endpoint serves neither CRI v1 nor v1alpha2")
+    raise TargetError(
+        "UNIMPLEMENTED", "the endpoint serves neither CRI v1 nor v1alpha2"
+    )
 
 
 class CRIClient:

@@ -1,0 +1,188 @@
+"""The session's registries: one simulator on loopback and named hosts behind its proxy.
+
+A runtime is configured once per session (containerd reads its registry config at
+start-up), so every registry a scenario may need exists from the start under its own
+name: scenarios stay isolated by name and repository, not by reconfiguring the runtime.
+
+* ``world.sim`` — plain HTTP on ``127.0.0.1:<port>``: loopback, so http by default
+  (EP-004) and never proxied (XPORT-001).
+* Named hosts (``registry-1.docker.io``, ``mirror-a.test``, ``token.test``, …) —
+  served over TLS through the CONNECT proxy with certificates from the run's CA;
+  the runtime gets ``HTTPS_PROXY`` and ``SSL_CERT_FILE`` (behaviors.md H-PROXY).
+* ``world.mtls`` — a second simulator requiring client certificates (TLS-00x).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+
+from cri_conformance.targets.base import (
+    AuthSpec,
+    HostSettings,
+    RegistrySetup,
+    TargetEnvironment,
+)
+from registry_sim.app import RegistryApp
+from registry_sim.auth import BasicAuth, TokenAuth
+from registry_sim.faults import Fault, FaultSet
+from registry_sim.journal import Exchange, Journal
+from registry_sim.sim import RegistrySim
+from registry_sim.tls import ClientCert
+from registry_sim.token_server import TokenServer
+
+__all__ = ["USERS", "World"]
+
+#: Users every authenticating registry and token server of the world knows.
+USERS = {"alice": "alice-secret", "bob": "bob-secret", "cfg-user": "cfg-secret"}
+
+#: Named registries without auth, reached through the proxy (https).
+PLAIN_HOSTS = (
+    "registry-1.docker.io",
+    "mirrored.test",
+    "mirror-a.test",
+    "mirror-b.test",
+    "upstream.test",
+    "redirect.test",
+    "blobstore.test",
+)
+
+#: Token personalities, each on its own registry name ``<personality>.token.test``.
+TOKEN_PERSONALITIES = (
+    "standard",
+    "post-404",
+    "post-405",
+    "post-401",
+    "post-400",
+    "access-token-only",
+    "token-only",
+    "empty-access-token",
+    "no-expires",
+)
+
+
+@dataclass
+class _TokenHost:
+    registry: str
+    token_server: TokenServer
+
+
+class World:
+    """Every registry of a session, and the runtime setup that points at them."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.sim = RegistrySim()
+        self.proxy = self.sim.proxy()
+        ca_path = self.sim.ca_path
+        assert ca_path is not None
+        self.ca_path: Path = ca_path
+        ca = self.sim.ca
+        assert ca is not None
+        self.apps: dict[str, RegistryApp] = {}
+        for name in PLAIN_HOSTS:
+            self._add(name)
+        # Basic-auth registries: CRI credentials, configured credentials, and the
+        # mirror/upstream pair of the credential-leak scenario (AUTH-009).
+        for name in (
+            "basic.test",
+            "cfg-auth.test",
+            "creds-mirror.test",
+            "creds-mirrored.test",
+        ):
+            self._add(name, auth=BasicAuth(users=USERS))
+        self.tokens: dict[str, _TokenHost] = {}
+        for personality in TOKEN_PERSONALITIES:
+            auth_host = f"auth.{personality}.token.test"
+            server = TokenServer(
+                signing=ca.signing_key(),
+                users=USERS,
+                personality=personality,
+                service=f"{personality}.token.test",
+            )
+            self.sim.add_host(auth_host, server)
+            registry = f"{personality}.token.test"
+            self._add(
+                registry, auth=TokenAuth(server, realm=f"https://{auth_host}/token")
+            )
+            self.tokens[personality] = _TokenHost(registry, server)
+        # mTLS: a second server that requires a client certificate from the CA.
+        self.mtls = RegistrySim(tls=ca, mtls=True)
+        self.mtls.start()
+        self.client_cert: ClientCert = self.sim.client_cert("cri-conformance-client")
+        self.sim.start()
+
+    def _add(self, name: str, *, auth: BasicAuth | TokenAuth | None = None) -> None:
+        app = self.sim.add_host(name, auth=auth)
+        assert app is not None
+        self.apps[name] = app
+
+    def faults(self, host: str | None = None) -> FaultSet:
+        """The fault rules of one registry (the loopback one by default)."""
+        return self.sim.faults if host is None else self.apps[host].faults
+
+    def add_fault(self, fault: Fault, *, host: str | None = None) -> None:
+        self.faults(host).add(fault)
+
+    # -- what the runtime is given ---------------------------------------------------
+    def environment(self) -> TargetEnvironment:
+        return TargetEnvironment(
+            http_proxy=self.proxy.url, ca_bundle=str(self.ca_path), no_proxy=""
+        )
+
+    def setup(self) -> RegistrySetup:
+        """The registry section every target of the session runs with."""
+        cfg_auth = base64.b64encode(b"cfg-user:cfg-secret").decode()
+        return RegistrySetup(
+            mirrors={
+                # EP-001/EP-002: mirrors in order, the default endpoint appended last.
+                "mirrored.test": ["https://mirror-a.test", "https://mirror-b.test"],
+                # AUTH-009: a credential configured for the mirror only.
+                "creds-mirrored.test": ["https://creds-mirror.test"],
+                # HOST-004/TLS: the mTLS simulator as an explicit https mirror.
+                "mtls.test": [self.mtls.url],
+            },
+            configs={
+                "creds-mirror.test": HostSettings(
+                    auth=AuthSpec(username="alice", password="alice-secret")
+                ),
+                "cfg-auth.test": HostSettings(auth=AuthSpec(auth=cfg_auth)),
+                self.mtls.host_port: HostSettings(
+                    ca_file=str(self.ca_path),
+                    cert_file=str(self.client_cert.cert_path),
+                    key_file=str(self.client_cert.key_path),
+                ),
+            },
+        )
+
+    # -- per test --------------------------------------------------------------------
+    @property
+    def journal(self) -> Journal:
+        return self.sim.journal
+
+    def exchanges(self, *, repo: str | None = None) -> list[Exchange]:
+        """Everything the registries saw, optionally only for one repository."""
+        found = list(self.sim.journal.exchanges) + list(self.mtls.journal.exchanges)
+        if repo is None:
+            return sorted(found, key=lambda ex: ex.time)
+        marker = f"/{repo}/"
+        return sorted(
+            (ex for ex in found if marker in ex.path or repo in ex.query),
+            key=lambda ex: ex.time,
+        )
+
+    def reset(self) -> None:
+        self.sim.reset()
+        self.mtls.reset()
+        for host in self.tokens.values():
+            host.token_server.clear()
+
+    def check(self) -> None:
+        """Re-raise simulator bugs in the test that triggered them."""
+        self.sim.check()
+        self.mtls.check()
+
+    def close(self) -> None:
+        self.mtls.close()
+        self.sim.close()
