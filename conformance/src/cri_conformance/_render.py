@@ -1,0 +1,196 @@
+"""A tiny neutral document model and its Markdown and HTML renderings.
+
+The report is built once as a :class:`Doc` so ``report.md`` and ``report.html`` cannot
+drift apart. Paragraph text knows two inline forms, ``**strong**`` and `` `code` ``;
+everything else is literal. Both renderers escape every character that means something
+in their output, so registry-controlled text (error messages, journal lines) is inert.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+__all__ = ["Doc", "Para", "Pre", "Section", "Table", "to_html", "to_markdown"]
+
+_VERDICTS = (
+    "PASS", "FAIL", "NON-STRICT", "INFORMATIONAL", "UNSUPPORTED",
+    "SKIPPED", "ERROR", "XFAIL", "XPASS", "CRASH",
+)  # fmt: skip
+_INLINE = re.compile(r"\*\*(.+?)\*\*|`([^`]+)`")
+
+
+@dataclass(frozen=True)
+class Para:
+    """A paragraph with optional ``**strong**`` and `` `code` `` spans."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Pre:
+    """Preformatted evidence, shown under a label."""
+
+    text: str
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table; cells equal to a verdict name, or under a verdict column, get its colour."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+Block = Para | Pre | Table
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled run of blocks."""
+
+    title: str
+    blocks: tuple[Block, ...]
+
+
+@dataclass(frozen=True)
+class Doc:
+    """A whole report."""
+
+    title: str
+    intro: tuple[Block, ...]
+    sections: tuple[Section, ...]
+
+
+# ---------------------------------------------------------------------------- Markdown
+
+
+def _md_escape(text: str) -> str:
+    # Entities keep raw HTML in registry text from rendering on GitHub-style viewers.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_inline(text: str) -> str:
+    out, pos = [], 0
+    for match in _INLINE.finditer(text):
+        out.append(_md_escape(text[pos : match.start()]))
+        strong, code = match.groups()
+        out.append(
+            f"**{_md_escape(strong)}**" if strong is not None else _md_code(code)
+        )
+        pos = match.end()
+    out.append(_md_escape(text[pos:]))
+    return "".join(out)
+
+
+def _md_code(text: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_cell(text: str) -> str:
+    flat = " ".join(text.split())
+    return _md_escape(flat).replace("|", "\\|") or " "
+
+
+def _md_block(block: Block) -> str:
+    if isinstance(block, Para):
+        return _md_inline(block.text)
+    if isinstance(block, Pre):
+        longest = max((len(run) for run in re.findall(r"`{3,}", block.text)), default=2)
+        fence = "`" * (longest + 1)
+        label = f"*{_md_escape(block.label)}*\n\n" if block.label else ""
+        return f"{label}{fence}text\n{block.text.rstrip()}\n{fence}"
+    lines = [
+        "| " + " | ".join(_md_cell(h) for h in block.header) + " |",
+        "|" + "|".join("---" for _ in block.header) + "|",
+    ]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
+    return "\n".join(lines)
+
+
+def to_markdown(doc: Doc) -> str:
+    """Render *doc* as Markdown."""
+    parts = [f"# {_md_escape(doc.title)}"]
+    parts += [_md_block(b) for b in doc.intro]
+    for section in doc.sections:
+        parts.append(f"## {_md_escape(section.title)}")
+        parts += [_md_block(b) for b in section.blocks]
+    return "\n\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------------------- HTML
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#1d1d1f;max-width:80em}
+h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.6em 0}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f2f2f2}code{background:#f4f4f4;padding:0 .2em}
+pre{background:#f7f7f7;border:1px solid #ddd;padding:.5em;overflow-x:auto;white-space:pre-wrap}
+details{margin:.3em 0 .8em 1em}summary{cursor:pointer;color:#555}
+.v-PASS{background:#d8f5d8}.v-FAIL{background:#f8c9c9}.v-NON-STRICT{background:#fde3b8}
+.v-INFORMATIONAL{background:#d6e6fb}.v-UNSUPPORTED{background:#e6e6e6}
+.v-SKIPPED{background:#f1f1f1}.v-ERROR{background:#e8d3f5}.v-XFAIL{background:#d3f0ee}
+.v-XPASS{background:#f7c8ec}.v-CRASH{background:#b71c1c;color:#fff}
+"""
+
+
+def _html_inline(text: str) -> str:
+    out, pos = [], 0
+    for match in _INLINE.finditer(text):
+        out.append(html.escape(text[pos : match.start()]))
+        strong, code = match.groups()
+        if strong is not None:
+            cls = f' class="v-{strong}"' if strong in _VERDICTS else ""
+            out.append(f"<strong{cls}>{html.escape(strong)}</strong>")
+        else:
+            out.append(f"<code>{html.escape(code)}</code>")
+        pos = match.end()
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+def _html_cell(text: str, column: str) -> str:
+    verdict = (
+        text if text in _VERDICTS else column if column in _VERDICTS and text else ""
+    )
+    cls = f' class="v-{verdict}"' if verdict else ""
+    return f"<td{cls}>{html.escape(text)}</td>"
+
+
+def _html_block(block: Block) -> str:
+    if isinstance(block, Para):
+        return f"<p>{_html_inline(block.text)}</p>"
+    if isinstance(block, Pre):
+        summary = html.escape(block.label or "evidence")
+        return f"<details open><summary>{summary}</summary><pre>{html.escape(block.text)}</pre></details>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
+    body = "".join(
+        "<tr>"
+        + "".join(_html_cell(c, h) for c, h in zip(row, block.header, strict=False))
+        + "</tr>"
+        for row in block.rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def to_html(doc: Doc) -> str:
+    """Render *doc* as one self-contained HTML page (inline CSS, no external assets)."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(doc.title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(doc.title)}</h1>",
+    ]
+    parts += [_html_block(b) for b in doc.intro]
+    for section in doc.sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        parts += [_html_block(b) for b in section.blocks]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,357 @@
+"""The run report: ``report.json``, ``report.md`` and ``report.html`` from graded cases.
+
+The three renderings carry the same content, built once as a neutral document
+(:mod:`cri_conformance._render`): security findings first, then the summary, changes
+since a baseline, the behaviour x verdict matrix by area, every case that did not pass
+with its evidence, and catalog coverage. Every text goes through
+:func:`cri_conformance.evidence.redact` on its way out. JUnit XML is pytest's own
+``--junitxml``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cri_conformance._render import Doc, Para, Pre, Section, Table, to_html, to_markdown
+from cri_conformance.catalog import AREAS, Catalog
+from cri_conformance.evidence import EvidenceItem, redact
+from cri_conformance.verdicts import Verdict, is_security_finding
+
+__all__ = [
+    "REPORT_FORMAT",
+    "CaseResult",
+    "Change",
+    "RunReport",
+    "diff_baseline",
+    "load_baseline",
+    "render_html",
+    "render_json",
+    "render_markdown",
+    "write_reports",
+]
+
+REPORT_FORMAT = "cri-pull-conformance/report-1"
+_ORDER = tuple(Verdict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseResult:
+    """One graded test case."""
+
+    nodeid: str
+    behaviors: tuple[str, ...]
+    level: str
+    verdict: Verdict
+    target: str
+    profile: str
+    duration: float = 0.0
+    evidence: tuple[EvidenceItem, ...] = ()
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The case as JSON-ready data, redacted."""
+        return {
+            "nodeid": self.nodeid,
+            "behaviors": list(self.behaviors),
+            "level": self.level,
+            "verdict": str(self.verdict),
+            "target": self.target,
+            "profile": self.profile,
+            "duration": round(self.duration, 4),
+            "message": redact(self.message),
+            "evidence": [
+                {"kind": e.kind, "text": redact(e.text)} for e in self.evidence
+            ],
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    """A case whose verdict differs from the baseline (None: absent on that side)."""
+
+    nodeid: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunReport:
+    """Everything one run reports."""
+
+    target: str
+    profile: str
+    cases: tuple[CaseResult, ...]
+    started: str = ""
+    duration: float = 0.0
+    exit_status: int | None = None
+    catalog: Catalog | None = None
+    baseline: Mapping[str, str] | None = field(default=None)
+
+    def counts(self) -> dict[str, int]:
+        """Number of cases per verdict, every verdict listed."""
+        found = Counter(c.verdict for c in self.cases)
+        return {str(v): found.get(v, 0) for v in _ORDER}
+
+    def _levels(self, case: CaseResult) -> list[str]:
+        if self.catalog is None:
+            return [case.level]
+        return [b.level for bid in case.behaviors if (b := self.catalog.get(bid))]
+
+    def security_findings(self) -> list[dict[str, Any]]:
+        """Cases where a SECURITY behaviour is not met (XFAIL included)."""
+        findings = []
+        for case in self.cases:
+            if not is_security_finding(
+                self._levels(case) or [case.level], case.verdict
+            ):
+                continue
+            ids = [
+                bid for bid in case.behaviors
+                if self.catalog is None or (b := self.catalog.get(bid)) is None
+                or b.level == "SECURITY"
+            ]  # fmt: skip
+            findings.append(
+                {
+                    "nodeid": case.nodeid,
+                    "behaviors": ids or list(case.behaviors),
+                    "verdict": str(case.verdict),
+                    "message": redact(case.message),
+                }
+            )
+        return findings
+
+    def changes(self) -> list[Change]:
+        """Verdict changes against the baseline (empty without one)."""
+        return (
+            diff_baseline(self.cases, self.baseline)
+            if self.baseline is not None
+            else []
+        )
+
+
+def diff_baseline(
+    cases: Iterable[CaseResult], baseline: Mapping[str, str]
+) -> list[Change]:
+    """Compare verdicts by node id with a baseline ``{nodeid: verdict}``.
+
+    Returns:
+        One :class:`Change` per case whose verdict changed, appeared or disappeared,
+        sorted by node id.
+    """
+    now = {c.nodeid: str(c.verdict) for c in cases}
+    return [
+        Change(nodeid=n, before=baseline.get(n), after=now.get(n))
+        for n in sorted(set(now) | set(baseline))
+        if baseline.get(n) != now.get(n)
+    ]
+
+
+def load_baseline(path: Path | str) -> dict[str, str]:
+    """Read ``{nodeid: verdict}`` from an earlier ``report.json``.
+
+    Raises:
+        ValueError: the file is not a report of this format.
+        OSError: the file cannot be read.
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
+        raise ValueError(f"{path}: not a {REPORT_FORMAT} report")
+    return {c["nodeid"]: c["verdict"] for c in data.get("cases", [])}
+
+
+def render_json(report: RunReport) -> str:
+    """The report as JSON text (``report.json``)."""
+    data: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "run": {
+            "target": report.target,
+            "profile": report.profile,
+            "started": report.started,
+            "duration": round(report.duration, 3),
+            "exit_status": report.exit_status,
+        },
+        "summary": {"total": len(report.cases), "verdicts": report.counts()},
+        "security_findings": report.security_findings(),
+        "cases": [c.to_json() for c in report.cases],
+    }
+    if report.baseline is not None:
+        data["changes"] = [
+            {"nodeid": c.nodeid, "before": c.before, "after": c.after}
+            for c in report.changes()
+        ]
+    if report.catalog is not None:
+        data["coverage"] = _coverage_data(report)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _area_of(bid: str) -> str:
+    return bid.rsplit("-", 1)[0] if "-" in bid else "?"
+
+
+def _coverage_data(report: RunReport) -> dict[str, Any]:
+    assert report.catalog is not None
+    shown = {bid for c in report.cases for bid in c.behaviors}
+    areas = {}
+    for area in AREAS:
+        members = report.catalog.areas[area]
+        areas[area] = {
+            "exercised": sum(1 for b in members if b.id in shown),
+            "total": len(members),
+        }
+    strict_missing = [b.id for b in report.catalog if b.strict and b.id not in shown]
+    return {"areas": areas, "unexercised_must_security": strict_missing}
+
+
+def _document(report: RunReport) -> Doc:
+    title = f"CRI pull conformance: {report.target} ({report.profile})"
+    intro = Para(
+        f"Target `{report.target}`, profile `{report.profile}`, {len(report.cases)} cases"
+        + (f", started {report.started}" if report.started else "")
+        + f", {report.duration:.1f} s."
+    )
+    sections = [_security_section(report), _summary_section(report)]
+    if report.baseline is not None:
+        sections.append(_changes_section(report))
+    sections += [_matrix_section(report), _details_section(report)]
+    if report.catalog is not None:
+        sections.append(_coverage_section(report))
+    return Doc(title=title, intro=(intro,), sections=tuple(sections))
+
+
+def _security_section(report: RunReport) -> Section:
+    findings = report.security_findings()
+    if not findings:
+        return Section(
+            "Security findings", (Para("None: every SECURITY case passed."),)
+        )
+    rows = []
+    for f in findings:
+        ids = ", ".join(f["behaviors"])
+        title = ""
+        if report.catalog is not None:
+            title = "; ".join(
+                b.title for i in f["behaviors"] if (b := report.catalog.get(i))
+            )
+        rows.append((ids, title, f["verdict"], f["nodeid"], f["message"]))
+    header = ("behaviour", "title", "verdict", "case", "message")
+    return Section("Security findings", (Table(header, tuple(rows)),))
+
+
+def _summary_section(report: RunReport) -> Section:
+    counts = report.counts()
+    rows = tuple((v, str(n)) for v, n in counts.items() if n)
+    blocks: tuple[Para | Table, ...] = (
+        (Table(("verdict", "cases"), rows),) if rows else ()
+    )
+    return Section("Summary", blocks or (Para("No cases ran."),))
+
+
+def _changes_section(report: RunReport) -> Section:
+    changes = report.changes()
+    if not changes:
+        return Section("Changes since baseline", (Para("No verdict changed."),))
+    rows = tuple((c.nodeid, c.before or "(new)", c.after or "(gone)") for c in changes)
+    return Section(
+        "Changes since baseline", (Table(("case", "before", "after"), rows),)
+    )
+
+
+def _matrix_section(report: RunReport) -> Section:
+    per_behavior: dict[str, Counter[str]] = {}
+    for case in report.cases:
+        for bid in case.behaviors or ("(untagged)",):
+            per_behavior.setdefault(bid, Counter())[str(case.verdict)] += 1
+    used = [str(v) for v in _ORDER if any(str(v) in c for c in per_behavior.values())]
+    blocks: list[Para | Table] = []
+    areas = [*AREAS, *sorted({_area_of(b) for b in per_behavior} - set(AREAS))]
+    for area in areas:
+        ids = sorted(b for b in per_behavior if _area_of(b) == area)
+        if not ids:
+            continue
+        rows = []
+        for bid in ids:
+            entry = report.catalog.get(bid) if report.catalog else None
+            level, title = (entry.level, entry.title) if entry else ("", "")
+            counts = per_behavior[bid]
+            rows.append((bid, level, title, *(str(counts.get(v, "")) for v in used)))
+        total = Counter[str]()
+        for bid in ids:
+            total.update(per_behavior[bid])
+        rows.append(
+            (
+                "total",
+                "",
+                f"{len(ids)} behaviours",
+                *(str(total.get(v, "")) for v in used),
+            )
+        )
+        blocks += [
+            Para(f"**{area}**"),
+            Table(("behaviour", "level", "title", *used), tuple(rows)),
+        ]
+    return Section(
+        "Behaviour x verdict matrix", tuple(blocks) or (Para("No cases ran."),)
+    )
+
+
+def _details_section(report: RunReport) -> Section:
+    blocks: list[Para | Pre] = []
+    for case in report.cases:
+        if case.verdict is Verdict.PASS:
+            continue
+        ids = ", ".join(case.behaviors) or "untagged"
+        blocks.append(Para(f"**{case.verdict}** `{case.nodeid}` ({ids}, {case.level})"))
+        if case.message:
+            blocks.append(Pre(redact(case.message), label="message"))
+        blocks += [Pre(redact(e.text), label=e.kind) for e in case.evidence]
+    return Section(
+        "Cases that did not pass", tuple(blocks) or (Para("Every case passed."),)
+    )
+
+
+def _coverage_section(report: RunReport) -> Section:
+    data = _coverage_data(report)
+    rows = tuple(
+        (a, str(v["exercised"]), str(v["total"])) for a, v in data["areas"].items()
+    )
+    missing = data["unexercised_must_security"]
+    note = Para(
+        f"{len(missing)} MUST/SECURITY behaviours were not exercised by this run"
+        + (": " + ", ".join(missing) if missing else ".")
+    )
+    return Section("Coverage", (Table(("area", "exercised", "total"), rows), note))
+
+
+def render_markdown(report: RunReport) -> str:
+    """The report as Markdown (``report.md``)."""
+    return to_markdown(_document(report))
+
+
+def render_html(report: RunReport) -> str:
+    """The report as one self-contained HTML page (``report.html``)."""
+    return to_html(_document(report))
+
+
+def write_reports(report: RunReport, directory: Path | str) -> Sequence[Path]:
+    """Write ``report.json``, ``report.md`` and ``report.html`` into *directory*.
+
+    Returns:
+        The paths written.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, render in (
+        ("report.json", render_json),
+        ("report.md", render_markdown),
+        ("report.html", render_html),
+    ):
+        path = out / name
+        path.write_text(render(report), encoding="utf-8")
+        written.append(path)
+    return written
