@@ -97,7 +97,7 @@ def test_seed_default_docker_io_mirror_shadows_wildcard(wildcard_config: Path) -
 @pytest.mark.parametrize(
     "profile", [SEED, CONTAINERD_16], ids=["seed", "containerd-1.6"]
 )
-def test_cri_credentials_are_offered_to_every_endpoint(
+def test_cri_credentials_are_offered_to_the_registry_but_not_its_mirrors(
     wildcard_config: Path, profile: Profile
 ) -> None:
     auth = AuthConfig(username="kubelet", password="kubelet-password")
@@ -105,8 +105,9 @@ def test_cri_credentials_are_offered_to_every_endpoint(
         "registry.test/app:1", load_config(wildcard_config, profile), auth, profile
     )
     assert [(e.credentials, e.credentials_source) for e in result.endpoints] == [
-        ("offered", "cri-request")
-    ] * 2
+        ("anonymous", "none"),
+        ("offered", "cri-request"),
+    ]
     assert any("AUTH-008" in note for note in result.notes)
     assert not any(s in json.dumps(result.to_dict()) for s in SECRETS)
 
@@ -234,7 +235,10 @@ def test_cli_json_with_auth_from_stdin(
     out = capsys.readouterr().out
     data = json.loads(out)
     assert data["profile"] == "containerd-1.6"
-    assert [e["credentials_source"] for e in data["endpoints"]] == ["cri-request"] * 2
+    assert [e["credentials_source"] for e in data["endpoints"]] == [
+        "none",
+        "cri-request",
+    ]
     assert "kubelet-password" not in out
 
 

@@ -401,22 +401,24 @@ def test_loopback_http_skip_verify_is_recorded_not_applied(
 
 @pytest.mark.behavior("AUTH-007")
 @BOTH
-def test_cri_auth_overrides_configured_auth_everywhere(profile: Profile) -> None:
+def test_cri_auth_overrides_configured_auth_of_the_registry(profile: Profile) -> None:
     configured = HostConfig(auth=AuthConfig(username="cfg", password="cfg-pw"))
     cfg = _cfg(
         {"r.test": ["https://m.test"]}, {"m.test": configured, "r.test": configured}
     )
     empty = AuthConfig()
-    hosts = registry_hosts("r.test", cfg, empty, profile)
-    assert [h.credentials_source for h in hosts] == [CredentialsSource.CRI_REQUEST] * 2
-    # A non-nil but empty AuthConfig disables configured credentials.
-    assert not credentials_for(hosts[0], "m.test")
-    assert not credentials_for(hosts[1], "r.test")
+    mirror, upstream = registry_hosts("r.test", cfg, empty, profile)
+    # A non-nil but empty AuthConfig disables the registry's configured credentials;
+    # the mirror keeps its own (AUTH-008: request credentials stay off mirrors).
+    assert upstream.credentials_source == CredentialsSource.CRI_REQUEST
+    assert not credentials_for(upstream, "r.test")
+    assert mirror.credentials_source == CredentialsSource.REGISTRY_CONFIG
+    assert credentials_for(mirror, "m.test") == Credentials("cfg", "cfg-pw")
 
 
 @pytest.mark.behavior("AUTH-008")
 @BOTH
-def test_cri_auth_without_server_address_goes_to_every_endpoint(
+def test_cri_auth_without_server_address_never_reaches_a_mirror(
     profile: Profile,
 ) -> None:
     auth = AuthConfig(username="kubelet", password="pw")
@@ -424,8 +426,10 @@ def test_cri_auth_without_server_address_goes_to_every_endpoint(
         "r.test", _cfg({"*": ["https://m1.test", "https://m2.test"]}), auth, profile
     )
     assert [credentials_for(h, h.host) for h in hosts] == [
-        Credentials("kubelet", "pw")
-    ] * 3
+        Credentials("", ""),
+        Credentials("", ""),
+        Credentials("kubelet", "pw"),
+    ]
 
 
 @pytest.mark.behavior("AUTH-008", "AUTH-002")

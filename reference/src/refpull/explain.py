@@ -253,9 +253,10 @@ def _list_notes(hosts: list[RegistryHost], auth: AuthConfig | None) -> list[str]
     endpoints = [h.endpoint for h in hosts]
     if len(set(endpoints)) != len(endpoints):
         notes.append("an endpoint is listed twice and will be tried twice (EP-003)")
-    if auth is not None and not auth.server_address and len(hosts) > 1:
+    if auth is not None and not auth.server_address and any(h.is_mirror for h in hosts):
         notes.append(
-            "the request's credentials have no server_address: every endpoint that "
-            "challenges is offered them, mirrors included (AUTH-008)"
+            "the request's credentials have no server_address: the reference offers "
+            "them to the registry's own endpoints only, containerd to every mirror "
+            "too (AUTH-008, a security finding)"
         )
     return notes

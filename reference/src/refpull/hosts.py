@@ -337,10 +337,10 @@ def _registry_host(
         and url.scheme == "http"
         and _is_local_host(ref_host, profile)
     )
-    bound_auth, source = _bind_credentials(
-        auth, host_config.auth if host_config else None
-    )
     mirror = _is_proxy(ref_host, url.host)
+    bound_auth, source = _bind_credentials(
+        auth, host_config.auth if host_config else None, mirror=mirror
+    )
     return RegistryHost(
         endpoint=redact_endpoint(endpoint),
         scheme=url.scheme,
@@ -360,12 +360,20 @@ def _registry_host(
 
 
 def _bind_credentials(
-    request_auth: AuthConfig | None, configured: AuthConfig | None
+    request_auth: AuthConfig | None,
+    configured: AuthConfig | None,
+    *,
+    mirror: bool,
 ) -> tuple[AuthConfig | None, CredentialsSource]:
-    # behaviors.md AUTH-007: a non-nil CRI AuthConfig (even an empty one) wins for every
-    # endpoint; AUTH-008: without server_address it is offered to every endpoint that
-    # challenges -- by design in both runtimes, so the reference does the same.
-    if request_auth is not None:
+    # behaviors.md AUTH-007: a non-nil CRI AuthConfig (even an empty one) wins over the
+    # configured credential of the registry's own endpoints.
+    # behaviors.md AUTH-008 (SECURITY; upstream-issues F-02): both runtimes offer CRI
+    # credentials without server_address to every endpoint, mirrors included, although
+    # kubelet only ever passes the pull secret of the image's own registry.
+    # Deviation: the reference offers them to a mirror only when server_address is set
+    # (then parse_auth matches it against the challenging host); a mirror otherwise
+    # gets its own configured credential, if any -- as CRI-O does (c/image PR #625).
+    if request_auth is not None and (not mirror or request_auth.server_address):
         return request_auth, CredentialsSource.CRI_REQUEST
     # behaviors.md AUTH-009: the seed assigned the first configured credential to the
     # closure variable shared by *all* authorizers, so every endpoint (mirrors and the
