@@ -110,6 +110,17 @@ class World:
         # mTLS: a second server that requires a client certificate from the CA.
         self.mtls = RegistrySim(tls=ca, mtls=True)
         self.mtls.start()
+        # A second plain-http server, for endpoint-path and TLS-on-http cases.
+        self.extra_http = RegistrySim()
+        self.extra_http.start()
+        self.tls_http = RegistrySim()  # plain http, but with a TLS config (HOST-005)
+        self.tls_http.start()
+        # TLS servers whose certificates come from a CA the runtime does not trust:
+        # one configured with insecure_skip_verify, one left to default verification.
+        self.untrusted_skip = RegistrySim(tls=True)
+        self.untrusted_skip.start()
+        self.untrusted = RegistrySim(tls=True)
+        self.untrusted.start()
         self.client_cert: ClientCert = self.sim.client_cert("cri-conformance-client")
         self.sim.start()
 
@@ -142,6 +153,21 @@ class World:
                 "creds-mirrored.test": ["https://creds-mirror.test"],
                 # HOST-004/TLS: the mTLS simulator as an explicit https mirror.
                 "mtls.test": [self.mtls.url],
+                # EP-003: the seed's default mirror for Docker Hub (CFG-002).
+                "docker.io": ["https://registry-1.docker.io"],
+                # EP-006: a mirror endpoint written without a scheme.
+                "schemeless.test": [self.extra_http.host_port],
+                # HOST-002: an endpoint path of "/" is used verbatim (no /v2).
+                "slashpath.test": [f"{self.extra_http.url}/"],
+                # HOST-005: a TLS config for the host of a plain-http endpoint.
+                "tlshttp.test": [self.tls_http.url],
+                # TLS-004/TLS-006: untrusted certificates, skipped and verified.
+                "skipverify.test": [self.untrusted_skip.url],
+                "verify.test": [self.untrusted.url],
+                # EP-007/TLS-003: a good mirror followed by one whose CA file is missing.
+                "eager.test": ["https://mirror-a.test", "https://broken-ca.test"],
+                # TLS-001: a client certificate without its key.
+                "certonly.test": ["https://certonly-mirror.test"],
             },
             configs={
                 "creds-mirror.test": HostSettings(
@@ -153,6 +179,14 @@ class World:
                     cert_file=str(self.client_cert.cert_path),
                     key_file=str(self.client_cert.key_path),
                 ),
+                self.tls_http.host_port: HostSettings(ca_file=str(self.ca_path)),
+                self.untrusted_skip.host_port: HostSettings(insecure_skip_verify=True),
+                "broken-ca.test": HostSettings(
+                    ca_file=str(self.workdir / "missing-ca.pem")
+                ),
+                "certonly-mirror.test": HostSettings(
+                    cert_file=str(self.client_cert.cert_path)
+                ),
             },
         )
 
@@ -163,7 +197,7 @@ class World:
 
     def exchanges(self, *, repo: str | None = None) -> list[Exchange]:
         """Everything the registries saw, optionally only for one repository."""
-        found = list(self.sim.journal.exchanges) + list(self.mtls.journal.exchanges)
+        found = [ex for sim in self._sims() for ex in sim.journal.exchanges]
         if repo is None:
             return sorted(found, key=lambda ex: ex.time)
         marker = f"/{repo}/"
@@ -172,17 +206,27 @@ class World:
             key=lambda ex: ex.time,
         )
 
+    def _sims(self) -> list[RegistrySim]:
+        return [
+            self.sim,
+            self.mtls,
+            self.extra_http,
+            self.tls_http,
+            self.untrusted_skip,
+            self.untrusted,
+        ]
+
     def reset(self) -> None:
-        self.sim.reset()
-        self.mtls.reset()
+        for sim in self._sims():
+            sim.reset()
         for host in self.tokens.values():
             host.token_server.clear()
 
     def check(self) -> None:
         """Re-raise simulator bugs in the test that triggered them."""
-        self.sim.check()
-        self.mtls.check()
+        for sim in self._sims():
+            sim.check()
 
     def close(self) -> None:
-        self.mtls.close()
-        self.sim.close()
+        for sim in reversed(self._sims()):
+            sim.close()
