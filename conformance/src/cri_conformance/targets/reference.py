@@ -1,0 +1,286 @@
+"""The reference puller as a target: in-process (``reference``) or over gRPC (``reference-grpc``).
+
+Both are configured exactly like the containerd target: the session's registry setup
+is rendered as a containerd ``config.toml`` (version 1 table names for the seed
+profile, version 2 for containerd-1.6) and parsed by ``refpull.config``, and the
+environment carries the proxy and the run's CA bundle (``SSL_CERT_FILE``, which Go's
+system pool and OpenSSL's default paths both honour).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from cri_conformance.targets.base import (
+    Capability,
+    ImageInfo,
+    RegistrySetup,
+    TargetCrashed,
+    TargetEnvironment,
+    TargetError,
+)
+from cri_conformance.targets.containerd import render_config
+from cri_conformance.targets.cri import CRIClient
+from refpull.config import parse_config
+from refpull.credentials import AuthConfig
+from refpull.errors import RefpullError
+from refpull.index import CRIImage
+from refpull.profiles import get_profile
+from refpull.service import ImageService, grpc_code
+
+__all__ = ["ReferenceGrpcTarget", "ReferenceTarget"]
+
+
+def _config_version(profile: str) -> int:
+    # behaviors.md CFG-001: seed-era runtimes read the version 1 table names.
+    return 1 if profile == "seed" else 2
+
+
+class ReferenceTarget:
+    """``refpull.service.ImageService`` called in-process (the suite's default)."""
+
+    capabilities = frozenset(
+        {Capability.CONFIGURE_REGISTRIES, Capability.PROXY_ENVIRONMENT}
+    )
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        profile: str,
+        setup: RegistrySetup,
+        environment: TargetEnvironment,
+    ) -> None:
+        self.name = "reference"
+        self.profile = profile
+        self.root = root
+        self.setup = setup
+        self.environment = environment
+        self._saved_cert_file = os.environ.get("SSL_CERT_FILE")
+        if environment.ca_bundle:
+            # The in-process runtime's "system roots", as SSL_CERT_FILE is for a
+            # runtime process; restored by close().
+            os.environ["SSL_CERT_FILE"] = environment.ca_bundle
+        self._service = self._open()
+
+    def _open(self) -> ImageService:
+        refpull_profile = get_profile(self.profile)
+        self.root.mkdir(parents=True, exist_ok=True)
+        text = render_config(
+            self.root, self.setup, version=_config_version(self.profile)
+        )
+        config = parse_config(text, refpull_profile)
+        return ImageService(
+            self.root / "state",
+            config,
+            refpull_profile,
+            environ=self.environment.as_environ(),
+        )
+
+    def reconfigure(self, setup: RegistrySetup) -> None:
+        if setup != self.setup:
+            self._service.close()
+            self.setup = setup
+            self._service = self._open()
+
+    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> str:
+        config = AuthConfig.from_mapping(auth) if auth is not None else None
+        with _as_target_error():
+            return self._service.pull_image(image, config)
+
+    def status(self, image: str, *, verbose: bool = False) -> ImageInfo | None:
+        with _as_target_error():
+            found, info = self._service.image_status(image, verbose)
+        return None if found is None else _info(found, info)
+
+    def list(self) -> list[ImageInfo]:
+        with _as_target_error():
+            images = self._service.list_images()
+        return [_info(image, {}) for image in images]
+
+    def remove(self, image: str) -> None:
+        with _as_target_error():
+            self._service.remove_image(image)
+
+    def close(self) -> None:
+        self._service.close()
+        if self._saved_cert_file is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = self._saved_cert_file
+
+
+@contextlib.contextmanager
+def _as_target_error() -> Iterator[None]:
+    """Turn refpull errors into what a CRI client sees: a status code and text."""
+    try:
+        yield
+    except RefpullError as exc:
+        raise TargetError(grpc_code(exc), str(exc)) from exc
+
+
+def _info(image: CRIImage, info: Mapping[str, str]) -> ImageInfo:
+    return ImageInfo(
+        id=image.id,
+        repo_tags=tuple(image.repo_tags),
+        repo_digests=tuple(image.repo_digests),
+        size=image.size,
+        uid=image.uid,
+        username=image.username,
+        info=dict(info),
+    )
+
+
+class ReferenceGrpcTarget:
+    """``refpull serve`` in a subprocess, spoken to over its CRI unix socket."""
+
+    capabilities = frozenset(
+        {
+            Capability.CONFIGURE_REGISTRIES,
+            Capability.PROXY_ENVIRONMENT,
+            Capability.RESTART,
+        }
+    )
+
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        profile: str,
+        setup: RegistrySetup,
+        environment: TargetEnvironment,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.name = "reference-grpc"
+        self.profile = profile
+        self.workdir = workdir
+        self.setup = setup
+        self.environment = environment
+        self.start_timeout = start_timeout
+        self.restarts = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._client: CRIClient | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.start()
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / "refpull.sock"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "refpull.log"
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def start(self) -> None:
+        config = self.workdir / "config.toml"
+        config.write_text(
+            render_config(
+                self.workdir, self.setup, version=_config_version(self.profile)
+            )
+        )
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        env.update(self.environment.as_environ())
+        argv = [sys.executable, "-m", "refpull", "serve"]
+        argv += [
+            "--listen",
+            f"unix://{self.socket}",
+            "--root",
+            str(self.workdir / "root"),
+        ]
+        argv += ["--config", str(config), "--profile", self.profile]
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise TargetCrashed(
+                    f"refpull serve exited with {self._proc.returncode}",
+                    log_tail=self.log_tail(),
+                )
+            if self.socket.exists():
+                try:
+                    client = CRIClient(
+                        str(self.socket), api="auto", on_unavailable=self.log_tail
+                    )
+                    client.version()
+                except Exception:  # not ready yet
+                    time.sleep(0.05)
+                    continue
+                self._client = client
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise TargetCrashed("refpull serve did not come up", log_tail=self.log_tail())
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def restart(self) -> None:
+        self.stop()
+        self.restarts += 1
+        self.start()
+
+    def reconfigure(self, setup: RegistrySetup) -> None:
+        if setup != self.setup:
+            self.setup = setup
+            self.restart()
+
+    @property
+    def client(self) -> CRIClient:
+        if self._client is None or not self.alive():
+            raise TargetCrashed(
+                "refpull serve is not running", log_tail=self.log_tail()
+            )
+        return self._client
+
+    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> str:
+        return self.client.pull(image, auth)
+
+    def status(self, image: str, *, verbose: bool = False) -> ImageInfo | None:
+        return self.client.status(image, verbose=verbose)
+
+    def list(self) -> list[ImageInfo]:
+        return self.client.list()
+
+    def remove(self, image: str) -> None:
+        self.client.remove(image)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
