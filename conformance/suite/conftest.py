@@ -27,6 +27,35 @@ def _option(config: pytest.Config, name: str, default: str | None = None) -> str
     return default if value is None else str(value)
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Collect the differential cases only with ``--compare-with reference``."""
+    if collection_path.name == "test_differential.py":
+        return _option(config, "--compare-with") is None
+    return None
+
+
+@pytest.fixture(scope="session")
+def reference_twin(
+    pytestconfig: pytest.Config,
+    world: World,
+    profile: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Target]:
+    """The reference under the target's profile, for differential comparison."""
+    other = _option(pytestconfig, "--compare-with")
+    if other != "reference":
+        pytest.skip(f"unsupported: --compare-with {other!r} (only 'reference')")
+    twin = make_target(
+        "reference",
+        profile=profile,
+        workdir=tmp_path_factory.mktemp("twin"),
+        setup=world.setup(),
+        environment=world.environment(),
+    )
+    yield twin
+    twin.close()
+
+
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     w = World(tmp_path_factory.mktemp("world"))
