@@ -50,7 +50,8 @@ FORMS = st.sampled_from(["tag", "digest", "tag+digest"])
 
 @pytest.mark.behavior("CRI-001", "CRI-002", "STORE-004", "PULL-001", "RES-001")
 @settings(
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(built=images(), tag=TAGS, form=FORMS)
 def test_target_and_reference_agree_on_generated_pulls(
