@@ -107,6 +107,22 @@ class World:
                 registry, auth=TokenAuth(server, realm=f"https://{auth_host}/token")
             )
             self.tokens[personality] = _TokenHost(registry, server)
+        # AUTH-010: a registry whose realm is plain http on another host; TOKEN-009:
+        # one whose realm is a relative URL.
+        plain_realm = TokenServer(
+            signing=ca.signing_key(), users=USERS, service="plainrealm.test"
+        )
+        self.sim.add_host("plain-auth.test", plain_realm)
+        self._add(
+            "plainrealm.test",
+            auth=TokenAuth(plain_realm, realm="http://plain-auth.test/token"),
+        )
+        self.tokens["plain-realm"] = _TokenHost("plainrealm.test", plain_realm)
+        relative = TokenServer(
+            signing=ca.signing_key(), users=USERS, service="relrealm.test"
+        )
+        self._add("relrealm.test", auth=TokenAuth(relative, realm="/token"))
+        self.tokens["relative-realm"] = _TokenHost("relrealm.test", relative)
         # mTLS: a second server that requires a client certificate from the CA.
         self.mtls = RegistrySim(tls=ca, mtls=True)
         self.mtls.start()

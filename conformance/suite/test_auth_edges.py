@@ -1,0 +1,73 @@
+"""Credential precedence, realm safety and per-phase transports.
+
+Catalog areas AUTH, TOKEN, HOST (behaviors.md §3, §5, §7); upstream findings F-03, F-10.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+
+import pytest
+
+from cri_conformance.scenario import Case
+from cri_conformance.targets.base import TargetError
+
+ALICE = {"username": "alice", "password": "alice-secret"}
+
+
+@pytest.mark.behavior("AUTH-001")
+def test_username_and_password_take_precedence_over_the_auth_blob(case: Case) -> None:
+    """With both present, username/password are used and ``auth`` is ignored (AUTH-001)."""
+    image = case.image()
+    case.push(image, "1", host="basic.test")
+    blob = base64.b64encode(b"bob:bob-secret").decode()
+    case.pull(case.ref("1", host="basic.test"), auth={**ALICE, "auth": blob})
+    users = {ex.auth[1] for ex in case.exchanges(host="basic.test") if ex.auth}
+    assert users == {"alice"}
+
+
+@pytest.mark.behavior("AUTH-010", "TOKEN-002")
+def test_credentials_never_go_to_a_plain_http_realm_on_another_host(case: Case) -> None:
+    """An https registry naming an http realm elsewhere gets no credentials sent there."""
+    host = case.world.tokens["plain-realm"].registry
+    server = case.world.tokens["plain-realm"].token_server
+    case.push(case.image(), "1", host=host)
+    with contextlib.suppress(TargetError):
+        case.pull(case.ref("1", host=host), auth=ALICE)
+    assert server.requests, "the realm was never asked for a token"
+    assert all(r.user is None for r in server.requests), [
+        (r.method, r.user) for r in server.requests
+    ]
+
+
+@pytest.mark.behavior("TOKEN-009", "CHAL-003")
+def test_relative_realm_fails_the_pull_without_a_token_request(case: Case) -> None:
+    """A relative realm is unusable: the pull fails and no token is requested (TOKEN-009)."""
+    host = case.world.tokens["relative-realm"].registry
+    server = case.world.tokens["relative-realm"].token_server
+    case.push(case.image(), "1", host=host)
+    case.pull_error(case.ref("1", host=host))
+    assert server.requests == []
+
+
+@pytest.mark.behavior("HOST-006", "XPORT-004")
+def test_resolve_and_fetch_use_separate_connections(case: Case) -> None:
+    """Resolution and content fetch share no connection (HOST-006)."""
+    image = case.image(layers=2)
+    case.push(image, "1")
+    case.pull(case.ref("1"))
+    heads = {ex.connection_id for ex in case.exchanges() if ex.method == "HEAD"}
+    gets = {ex.connection_id for ex in case.exchanges() if ex.method == "GET"}
+    assert heads
+    assert gets
+    assert heads.isdisjoint(gets)
+
+
+@pytest.mark.behavior("HOST-006", "TOKEN-006")
+def test_each_phase_fetches_its_own_token(case: Case) -> None:
+    """Resolve and fetch each get a token: two token requests per pull (HOST-006)."""
+    host = case.world.tokens["standard"].registry
+    case.push(case.image(layers=2), "1", host=host)
+    case.pull(case.ref("1", host=host))
+    assert len(case.world.tokens["standard"].token_server.requests) == 2
