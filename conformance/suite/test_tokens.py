@@ -25,12 +25,16 @@ def _token_requests(case: Case, personality: str) -> list[TokenRequest]:
 
 def _bearer_requests(case: Case, host: str) -> list[str]:
     return [
-        ex.path for ex in case.exchanges(host=host) if ex.auth and ex.auth[0] == "bearer"
+        ex.path
+        for ex in case.exchanges(host=host)
+        if ex.auth and ex.auth[0] == "bearer"
     ]
 
 
 @pytest.mark.behavior("TOKEN-002", "TOKEN-001")
-def test_anonymous_pull_gets_a_token_with_get_and_the_repository_scope(case: Case) -> None:
+def test_anonymous_pull_gets_a_token_with_get_and_the_repository_scope(
+    case: Case,
+) -> None:
     """Without credentials the token is fetched with GET, scoped to the repository."""
     host = _registry(case, "standard")
     image = case.image()
@@ -101,7 +105,9 @@ def test_oauth_post_answered_400_falls_back_only_in_containerd_16(case: Case) ->
 
 
 @pytest.mark.behavior("TOKEN-005")
-@pytest.mark.parametrize("personality", ["access-token-only", "token-only", "no-expires"])
+@pytest.mark.parametrize(
+    "personality", ["access-token-only", "token-only", "no-expires"]
+)
 def test_token_responses_of_common_shapes_are_accepted(
     case: Case, personality: str
 ) -> None:
@@ -119,7 +125,9 @@ def test_post_answer_without_access_token_fails_in_containerd_16(case: Case) -> 
     case.push(case.image(), "1", host=host)
     error = case.pull_error(case.ref("1", host=host), auth=ALICE)
     assert error.code == "UNKNOWN"
-    bearer = [ex for ex in case.exchanges(host=host) if ex.auth and ex.auth[0] == "bearer"]
+    bearer = [
+        ex for ex in case.exchanges(host=host) if ex.auth and ex.auth[0] == "bearer"
+    ]
     if case.profile == "containerd-1.6":
         assert bearer == []
 
