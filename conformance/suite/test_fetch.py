@@ -149,7 +149,7 @@ def test_layer_missing_everywhere_is_not_found(case: Case) -> None:
 
 
 def _foreign(case: Case, url: str) -> Image:
-    return case.image().withdescriptor(0, urls=[url])
+    return case.image().with_descriptor(0, urls=[url])
 
 
 @pytest.mark.behavior("FETCH-004", "AUTH-008")

@@ -193,23 +193,26 @@ def test_layer_not_matching_its_diff_id_fails(case: Case) -> None:
 def test_visibility_after_a_failed_unpack_follows_the_profile(
     case: Case, failure: str
 ) -> None:
-    """After a failed unpack 1.6 shows nothing; the seed may leave the tag listed."""
+    """After a failed unpack 1.6 shows nothing; the seed *may* leave the tag listed.
+
+    The seed's record can outlive a failed unpack (PULL-006 says "can"), so in the
+    seed profile either outcome conforms and only the failed pull is asserted; a
+    runtime that lists the image there conforms too. The reference never lists an
+    image that did not unpack, in any profile.
+    """
     image = (
         case.image().with_wrong_diff_ids()
         if failure == "wrong-diff-id"
-        else case.image().withdescriptor(0, mediaType="application/x-unknown-layer")
+        else case.image().with_descriptor(0, mediaType="application/x-unknown-layer")
     )
     case.push(image, "1")
     case.pulled.append(case.ref("1"))  # removed afterwards if the runtime kept it
     case.pull_error(case.ref("1"))
+    # Seed: "can stay visible" -- either outcome conforms (see the docstring), so
+    # only the failed pull above is asserted there.
     if get_profile(case.profile).record_after_unpack:
         assert case.status(case.ref("1")) is None
         assert not _listed(case, image.config_digest)
-    else:
-        deadline = time.monotonic() + 5
-        while case.status(case.ref("1")) is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert case.status(case.ref("1")) is not None
 
 
 @pytest.mark.behavior("PULL-007")

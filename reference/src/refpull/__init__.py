@@ -47,6 +47,7 @@ from refpull.errors import (
     VerificationError,
 )
 from refpull.explain import EndpointExplanation, Explanation, explain
+from refpull.grpc_server import CRIServer, serve
 from refpull.hosts import (
     CredentialsSource,
     RegistryHost,
@@ -62,6 +63,13 @@ from refpull.imageref import (
     parse_docker_ref,
     split_registry_host,
 )
+from refpull.images import (
+    MANAGED_LABEL_KEY,
+    MANAGED_LABEL_VALUE,
+    ImageStore,
+    InterleavingStore,
+)
+from refpull.index import CRIImage, IndexedImage, to_cri_image
 from refpull.manifests import (
     Descriptor,
     ImageConfig,
@@ -74,18 +82,24 @@ from refpull.manifests import (
 )
 from refpull.profiles import CONTAINERD_16, PROFILES, SEED, Profile, get_profile
 from refpull.puller import ProgressEvent, Puller, PullResult
+from refpull.records import create_image_reference, repo_digest_and_tag, update_image
 from refpull.schema1 import ConvertedImage, Schema1Converter, strip_signature
+from refpull.service import ImageService, ServiceError, grpc_code
 from refpull.tlsconfig import ssl_context
 from refpull.transport import TransportSettings, make_client, proxy_for
 from refpull.unpack import SnapshotStore, apply_layers, chain_ids
 
 __all__ = [
     "CONTAINERD_16",
+    "MANAGED_LABEL_KEY",
+    "MANAGED_LABEL_VALUE",
     "PROFILES",
     "SEED",
     "AlreadyExists",
     "AuthConfig",
     "AuthError",
+    "CRIImage",
+    "CRIServer",
     "Challenge",
     "ConfigError",
     "ContentStore",
@@ -104,7 +118,11 @@ __all__ = [
     "ImageIndex",
     "ImageManifest",
     "ImageRef",
+    "ImageService",
+    "ImageStore",
+    "IndexedImage",
     "Ingest",
+    "InterleavingStore",
     "InvalidAuth",
     "InvalidReference",
     "ManifestTooLarge",
@@ -126,6 +144,7 @@ __all__ = [
     "ResolveError",
     "Schema1Converter",
     "Schema1Error",
+    "ServiceError",
     "SizeMismatch",
     "SnapshotStore",
     "StoreError",
@@ -141,12 +160,14 @@ __all__ = [
     "VerificationError",
     "apply_layers",
     "chain_ids",
+    "create_image_reference",
     "credentials_for",
     "default_config",
     "default_host",
     "default_scheme",
     "explain",
     "get_profile",
+    "grpc_code",
     "load_config",
     "make_client",
     "parse_auth",
@@ -158,9 +179,13 @@ __all__ = [
     "proxy_for",
     "registry_endpoints",
     "registry_hosts",
+    "repo_digest_and_tag",
     "select_platform",
+    "serve",
     "sha256_digest",
     "split_registry_host",
     "ssl_context",
     "strip_signature",
+    "to_cri_image",
+    "update_image",
 ]

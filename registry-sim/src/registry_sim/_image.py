@@ -176,7 +176,7 @@ class Image:
 
     # -- deliberately wrong artefacts -------------------------------------------------
 
-    def withdescriptor(self, which: int | Literal["config"], **fields: Any) -> Image:
+    def with_descriptor(self, which: int | Literal["config"], **fields: Any) -> Image:
         """Override fields of one descriptor (``mediaType``, ``size``, ``urls``...).
 
         Args:
@@ -220,7 +220,7 @@ class Image:
             if which == "config"
             else self.layer_descriptors[which]
         )
-        return self.withdescriptor(which, size=int(desc["size"]) + delta)
+        return self.with_descriptor(which, size=int(desc["size"]) + delta)
 
     def with_wrong_diff_ids(self, diff_ids: Sequence[str] | None = None) -> Image:
         """Replace ``rootfs.diff_ids`` (default: a wrong one per layer, PULL-004/005)."""
@@ -255,7 +255,7 @@ class Image:
         self, media_type: str = "application/octet-stream"
     ) -> Image:
         """A config descriptor with another media type (PULL-007 legacy octet-stream)."""
-        return self.withdescriptor("config", mediaType=media_type)
+        return self.with_descriptor("config", mediaType=media_type)
 
     def without_media_type_field(self) -> Image:
         """Drop the body's ``mediaType`` field (valid for OCI, served type unchanged)."""

@@ -1,0 +1,115 @@
+"""``refpull serve``: the reference as a CRI endpoint on a unix socket.
+
+``refpull serve --listen unix:///path.sock --root DIR [--config FILE] [--profile P]``
+serves ``runtime.v1alpha2`` (and ``runtime.v1`` for containerd-1.6, CRI-007)
+ImageService and RuntimeService.Version. Start-up recovers from a crash first (ingests,
+unfinished snapshots, unreferenced content), then prints the socket path on stdout. SIGTERM
+or SIGINT stops it cleanly (exit 0). Exit 2: unusable command input. Proxy variables are
+read here, and only here (XPORT-001).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from refpull._cli_explain import _InputError, _load_config
+from refpull._cli_pull import _PROXY_VARS
+from refpull.errors import RefpullError
+from refpull.grpc_server import serve
+from refpull.profiles import PROFILES, get_profile
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``serve`` sub-command.
+
+    Args:
+        subparsers: the object returned by ``ArgumentParser.add_subparsers``.
+    """
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the CRI ImageService on a unix socket",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--listen", metavar="unix:///PATH", required=True, help="socket to serve on"
+    )
+    parser.add_argument(
+        "--root", metavar="DIR", required=True, help="records, content, snapshots"
+    )
+    parser.add_argument("--config", metavar="FILE", help="containerd config.toml")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="containerd-1.6",
+        help="runtime generation to model (default: containerd-1.6)",
+    )
+
+
+def _socket_path(listen: str) -> Path:
+    if listen.startswith("unix://"):
+        listen = listen.removeprefix("unix://")
+    elif "://" in listen:
+        raise _InputError(f"--listen {listen!r}: only unix:// sockets are served")
+    if not listen.startswith("/"):
+        raise _InputError(f"--listen {listen!r}: the socket path must be absolute")
+    return Path(listen)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``refpull serve`` until SIGTERM/SIGINT.
+
+    Args:
+        args: the namespace built by the parser from :func:`add_parser`.
+
+    Returns:
+        0 after a clean stop, 1 when start-up fails, 2 for unusable input.
+    """
+    try:
+        profile = get_profile(args.profile)
+        config = _load_config(args.config, profile)
+        socket_path = _socket_path(args.listen)
+    except _InputError as exc:
+        print(f"refpull serve: error: {exc}", file=sys.stderr)
+        return 2
+    environ = {name: os.environ[name] for name in _PROXY_VARS if name in os.environ}
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {
+        sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        try:
+            server = serve(
+                socket_path,
+                root=Path(args.root),
+                config=config,
+                profile=profile,
+                environ=environ,
+            )
+        except (RefpullError, OSError) as exc:
+            print(f"refpull serve: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        service = server.service
+        for problem in service.startup_problems if service else ():
+            print(f"refpull serve: not ready: {problem}", file=sys.stderr)
+        print(socket_path, flush=True)
+        while not stop.wait(0.5):
+            pass
+        server.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

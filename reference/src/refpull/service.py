@@ -1,0 +1,527 @@
+"""The CRI ImageService of the reference: PullImage, ImageStatus, ListImages, RemoveImage.
+
+``pull_image`` is the seed's ``PullImage`` (cri@ab6701bd): parse → pull and unpack →
+for ``[imageID, repoTag, repoDigest]`` create the managed record and update the index
+(behaviors.md CRI-001..004), with the seed's error wrapping (ERR-003). Every error is a
+:class:`ServiceError` carrying the gRPC code containerd would answer (ERR-001), chosen
+by :func:`grpc_code` alone.
+
+PULL-006 decision. The seed's ``client.Pull`` writes the record for the pulled name
+before unpack finishes, so a failed unpack leaves it behind, and the CRI event monitor
+adds it to the CRI store (STORE-009). The catalog's seed text says the image "can stay
+visible through ImageStatus and ListImages", and the conformance suite asserts it, so
+for the seed the reference writes the record at the same moment (the puller's
+``recorded`` event) and keeps serving that image (repo tag only) although its snapshot
+is missing, until it is removed or re-pulled (never after a layer was refused as
+unsafe). That is the only exception to the
+project rule that nothing not fully pulled and unpacked is served: after a restart such
+an image is NOT READY like any other (reported in ``startup_problems``, not served), and
+an image whose *content* is incomplete is never served.
+
+Concurrency: identical concurrent pulls (same reference and credentials) share one pull
+(single flight, upstream-issues F-26); the record phase of a pull and a removal exclude
+each other; garbage collection waits until no pull is running, and start-up collects
+what a killed process left (ingests, unfinished snapshots, unreferenced blobs).
+"""
+
+from __future__ import annotations
+
+import builtins
+import concurrent.futures
+import contextlib
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from refpull import manifests as mf
+from refpull import mediatypes
+from refpull._gourl import go_quote
+from refpull.config import RegistryConfig
+from refpull.content import ContentStore
+from refpull.credentials import AuthConfig
+from refpull.errors import (
+    AlreadyExists,
+    DigestMismatch,
+    InvalidReference,
+    NoMatchingPlatform,
+    NotFound,
+    NotFoundInStore,
+    RefpullError,
+    SizeMismatch,
+)
+from refpull.imageref import ImageRef, parse_docker_ref
+from refpull.images import ImageRecords, ImageStore, InvalidImage
+from refpull.index import (
+    AmbiguousImage,
+    CRIImage,
+    ImageIndex,
+    IndexedImage,
+    to_cri_image,
+)
+from refpull.manifests import Descriptor, Platform
+from refpull.profiles import Profile
+from refpull.puller import ProgressEvent, Puller, PullResult
+from refpull.records import (
+    create_image_reference,
+    record_pulled_image,
+    repo_digest_and_tag,
+)
+from refpull.unpack import SnapshotStore, chain_ids
+
+__all__ = [
+    "FilesystemUsage",
+    "ImageService",
+    "PullerLike",
+    "ServiceError",
+    "grpc_code",
+]
+
+# Typed classes first (errdefs classes in Go's cause chain), then the class text that
+# errdefs errors end with when wrapped (errors.Wrap keeps the class as the suffix).
+_CLASS_CODES: tuple[tuple[type[BaseException], str], ...] = (
+    (NotFoundInStore, "NOT_FOUND"),
+    (NotFound, "NOT_FOUND"),
+    (NoMatchingPlatform, "NOT_FOUND"),
+    (AlreadyExists, "ALREADY_EXISTS"),
+    (DigestMismatch, "FAILED_PRECONDITION"),
+    (SizeMismatch, "FAILED_PRECONDITION"),
+    (InvalidImage, "INVALID_ARGUMENT"),
+    (concurrent.futures.CancelledError, "CANCELLED"),
+)
+_SUFFIX_CODES = (
+    (": not found", "NOT_FOUND"),
+    (": already exists", "ALREADY_EXISTS"),
+    (": failed precondition", "FAILED_PRECONDITION"),
+    (": invalid argument", "INVALID_ARGUMENT"),
+    (": unavailable", "UNAVAILABLE"),
+    (": not implemented", "UNIMPLEMENTED"),
+    ("context canceled", "CANCELLED"),
+    ("context deadline exceeded", "DEADLINE_EXCEEDED"),
+)
+
+
+def grpc_code(exc: BaseException) -> str:
+    """The gRPC status code name containerd answers for *exc* (behaviors.md ERR-001).
+
+    The innermost classified error of the ``__cause__`` chain decides (Go
+    ``errors.Cause`` + ``errdefs.ToGRPC``): NotFound, AlreadyExists,
+    FailedPrecondition (digest/size commit mismatch), InvalidArgument, Unavailable,
+    Unimplemented, Canceled, DeadlineExceeded; anything else is ``UNKNOWN``.
+
+    Args:
+        exc: the error, usually a :class:`ServiceError`.
+
+    Returns:
+        A ``grpc.StatusCode`` member name, e.g. ``"NOT_FOUND"``.
+    """
+    chain: list[BaseException] = []
+    error: BaseException | None = exc
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__
+    for error in reversed(chain):
+        for cls, code in _CLASS_CODES:
+            if isinstance(error, cls):
+                return code
+        if isinstance(error, RefpullError) and not isinstance(error, ServiceError):
+            text = str(error)
+            for suffix, code in _SUFFIX_CODES:
+                if text.endswith(suffix):
+                    return code
+    return "UNKNOWN"
+
+
+class ServiceError(RefpullError):
+    """An ImageService call failed; ``grpc_code`` is the status to answer with."""
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.__cause__ = cause
+        self.grpc_code = grpc_code(self)
+
+
+class PullerLike(Protocol):
+    """What the service needs from a puller (tests pass fakes)."""
+
+    def pull(self, ref: str, auth: AuthConfig | None = None) -> PullResult: ...
+
+
+PullerFactory = Callable[[Callable[[ProgressEvent], None]], PullerLike]
+
+
+@dataclass(frozen=True)
+class FilesystemUsage:
+    """``ImageFsInfo``: usage of the snapshot file system."""
+
+    timestamp_ns: int
+    mountpoint: str
+    used_bytes: int
+    inodes_used: int
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: str | None = None
+        self.error: BaseException | None = None
+
+
+class ImageService:
+    """The reference CRI ImageService over one root directory.
+
+    Layout: ``<root>/metadata.db`` (records), ``<root>/content``,
+    ``<root>/snapshots`` (the :class:`~refpull.puller.Puller` layout).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        config: RegistryConfig,
+        profile: Profile,
+        *,
+        environ: Mapping[str, str] | None = None,
+        puller_factory: PullerFactory | None = None,
+        platform: Platform | None = None,
+    ) -> None:
+        """Open the root, collect leftovers of a crash and rebuild the index.
+
+        Args:
+            root: the state directory (created when missing).
+            config: registry configuration for pulls.
+            profile: the runtime generation to reproduce.
+            environ: proxy variables for the puller (XPORT-001); None = none.
+            puller_factory: builds a puller given a progress callback (default: a
+                :class:`~refpull.puller.Puller` on *root*).
+            platform: the platform pulled from indexes (default linux/amd64).
+        """
+        self.root = Path(root)
+        self.profile = profile
+        self.platform = platform or Platform.default()
+        self._db = ImageStore(self.root)
+        #: the records the service writes (a test may wrap it, see InterleavingStore).
+        self.store: ImageRecords = self._db
+        self.content = ContentStore(self.root / "content")
+        self.snapshots = SnapshotStore(self.root / "snapshots")
+        self.index = ImageIndex(
+            self.store, self.content, self.snapshots, profile, platform=self.platform
+        )
+        env = dict(environ or {})
+
+        def default_factory(progress: Callable[[ProgressEvent], None]) -> PullerLike:
+            return Puller(
+                root=self.root,
+                config=config,
+                profile=profile,
+                environ=env,
+                platform=self.platform,
+                progress=progress,
+            )
+
+        self._factory = puller_factory or default_factory
+        self._flights: dict[Hashable, _Flight] = {}
+        self._flights_lock = threading.Lock()
+        self._records_lock = threading.RLock()
+        self._state = threading.Condition()
+        self._active = 0
+        self._gc_pending = False
+        #: PULL-006 (seed): IDs of images a failed unpack left recorded; served while
+        #: only their snapshot is missing (see the module docstring).
+        #: what start-up found wrong (images not READY, unreadable records).
+        self.startup_problems = self._start()
+
+    def close(self) -> None:
+        """Close the metadata store."""
+        self._db.close()
+
+    # -- start-up and garbage collection ------------------------------------------------
+
+    def _start(self) -> list[str]:
+        self.content.clean_ingests()
+        for tmp in (self.snapshots.root / "snapshots").glob("tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)  # an unpack that never committed
+        problems = self.index.rebuild()
+        self.collect_garbage()
+        return problems
+
+    def problems(self) -> list[str]:
+        """Why indexed images are not READY right now (one line each)."""
+        return [p for image in self.index.list() for p in self.index.problems(image)]
+
+    @contextlib.contextmanager
+    def _pulling(self) -> Iterator[None]:
+        with self._state:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._state:
+                self._active -= 1
+                run = self._active == 0 and self._gc_pending
+            if run:
+                self.collect_garbage()
+
+    def collect_garbage(self) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Delete blobs and snapshots no record leads to (deferred while pulls run).
+
+        Returns:
+            The removed blob digests and snapshot chain IDs (empty when deferred).
+        """
+        with self._state:
+            if self._active:
+                self._gc_pending = True
+                return [], []
+            self._gc_pending = False
+            blobs: set[str] = set()
+            chains: set[str] = set()
+            for record in self.store.list():
+                self._mark(record.target, blobs, chains)
+            dead_blobs = [d for d in self.content.list() if d not in blobs]
+            for digest in dead_blobs:
+                with contextlib.suppress(NotFoundInStore):
+                    self.content.delete(digest)
+            dead_chains = [c for c in self.snapshots.list() if c not in chains]
+            for chain in dead_chains:
+                self.snapshots.remove(chain)
+        return dead_blobs, dead_chains
+
+    def _mark(self, desc: Descriptor, blobs: set[str], chains: set[str]) -> None:
+        # containerd GC: everything reachable from a record's target stays, including
+        # every chain snapshot below an image's top layer.
+        blobs.add(desc.digest)
+        if not self.content.has(desc.digest):
+            return
+        try:
+            doc = mf.parse_manifest(
+                self.content.read_bytes(desc.digest),
+                desc.media_type,
+                digest=desc.digest,
+            )
+        except RefpullError:
+            return
+        if isinstance(doc, mf.ImageIndex):
+            for child in doc.manifests:
+                self._mark(child, blobs, chains)
+            return
+        blobs.add(doc.config.digest)
+        blobs.update(layer.digest for layer in doc.layers)
+        with contextlib.suppress(RefpullError):
+            config = mf.parse_image_config(self.content.read_bytes(doc.config.digest))
+            chains.update(chain_ids(config.diff_ids))
+
+    # -- PullImage ----------------------------------------------------------------------
+
+    def pull_image(self, image: str, auth: AuthConfig | None = None) -> str:
+        """Pull *image* and record it (the seed's ``PullImage``).
+
+        Args:
+            image: ``PullImageRequest.image.image``.
+            auth: the request's AuthConfig, None when absent (AUTH-007).
+
+        Returns:
+            The image ID, the config digest (CRI-001, F-32).
+
+        Raises:
+            ServiceError: ``failed to parse image reference "<x>": …``, ``failed to
+                pull and unpack image "<ref>": …``, ``failed to create image reference
+                "<r>": …`` or ``failed to update image store "<r>": …``.
+        """
+        try:
+            ref = parse_docker_ref(image)
+        except InvalidReference as exc:
+            raise ServiceError(
+                f"failed to parse image reference {go_quote(image)}: {exc.reason}",
+                cause=exc,
+            ) from exc
+        return self._single_flight((str(ref), auth), lambda: self._pull(ref, auth))
+
+    def _single_flight(self, key: Hashable, run: Callable[[], str]) -> str:
+        with self._flights_lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            assert flight.result is not None
+            return flight.result
+        try:
+            flight.result = run()
+            return flight.result
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._flights_lock:
+                del self._flights[key]
+            flight.done.set()
+
+    def _pull(self, ref: ImageRef, auth: AuthConfig | None) -> str:
+        name = str(ref)
+        with self._pulling():
+            try:
+                puller = self._factory(self._early_record(name))
+                result = puller.pull(name, auth)
+                if self.profile.record_after_unpack:
+                    # behaviors.md PULL-006 Δ1.6: client.Pull records after unpack.
+                    record_pulled_image(self.store, name, result.target)
+            except RefpullError as exc:
+                raise ServiceError(
+                    f"failed to pull and unpack image {go_quote(name)}: {exc}",
+                    cause=exc,
+                ) from exc
+            with self._records_lock:
+                return self._record(ref, result)
+
+    def _served(self, image: IndexedImage) -> bool:
+        """Only READY images are served: content and snapshot complete.
+
+        behaviors.md PULL-006 (seed): the record written before unpack ends can leave
+        a failed pull's image visible ("can stay visible").
+        Deviation: the reference keeps the seed's early record in its metadata store
+        (so the record timing is modelled) but never lists or shows an image that did
+        not unpack, in any profile -- the project's rule that nothing half-pulled is
+        served wins over a quirk the catalog only permits.
+        """
+        return not self.index.problems(image)
+
+    def _early_record(self, name: str) -> Callable[[ProgressEvent], None]:
+        def on_progress(event: ProgressEvent) -> None:
+            if event.kind != "recorded" or self.profile.record_after_unpack:
+                return
+            # behaviors.md PULL-006 (seed): the record is written before unpack ends,
+            # and the CRI event monitor then reconciles it (STORE-009).
+            target = self._sniff(event.digest, event.size)
+            record_pulled_image(self.store, name, target)
+            with contextlib.suppress(RefpullError):
+                self.index.update(name)
+
+        return on_progress
+
+    def _sniff(self, digest: str, size: int) -> Descriptor:
+        # The progress event names digest and size; the media type is the document's.
+        media_type = mediatypes.DOCKER_MANIFEST
+        with contextlib.suppress(RefpullError, ValueError):
+            doc = json.loads(self.content.read_bytes(digest))
+            if isinstance(doc, dict):
+                fallback = mediatypes.OCI_INDEX if "manifests" in doc else media_type
+                media_type = str(doc.get("mediaType") or fallback)
+        return Descriptor(media_type=media_type, digest=digest, size=size)
+
+    def _record(self, ref: ImageRef, result: PullResult) -> str:
+        image_id = result.config.digest
+        repo_digest, repo_tag = repo_digest_and_tag(
+            ref, result.target.digest, result.is_schema1
+        )
+        for name in (image_id, repo_tag, repo_digest):  # behaviors.md CRI-003
+            if not name:
+                continue
+            try:
+                create_image_reference(self.store, name, result.target, self.profile)
+            except RefpullError as exc:
+                raise ServiceError(
+                    f"failed to create image reference {go_quote(name)}: {exc}",
+                    cause=exc,
+                ) from exc
+            try:
+                self.index.update(name)
+            except RefpullError as exc:
+                raise ServiceError(
+                    f"failed to update image store {go_quote(name)}: {exc}", cause=exc
+                ) from exc
+        return image_id
+
+    # -- ImageStatus / ListImages / RemoveImage / ImageFsInfo ---------------------------
+
+    def _resolve(self, image: str) -> IndexedImage | None:
+        try:
+            return self.index.resolve(image)
+        except AmbiguousImage as exc:
+            raise ServiceError(
+                f"can not resolve {go_quote(image)} locally: {exc}", cause=exc
+            ) from exc
+
+    def image_status(
+        self, image: str, verbose: bool = False
+    ) -> tuple[CRIImage | None, dict[str, str]]:
+        """``ImageStatus`` (behaviors.md STORE-005..007).
+
+        Args:
+            image: an ID, ID prefix, or reference.
+            verbose: add ``info["info"]`` = ``{"chainID": …, "imageSpec": …}``.
+
+        Returns:
+            ``(None, {})`` for an unknown (or not served) image, else the CRI image and
+            the info map.
+
+        Raises:
+            ServiceError: ``can not resolve "<x>" locally: ambiguous digest string``.
+        """
+        found = self._resolve(image)
+        if found is None or not self._served(found):
+            return None, {}
+        info: dict[str, str] = {}
+        if verbose:
+            # cri verboseImageInfo; Go would render the struct in field order.
+            body = {"chainID": found.chain_id, "imageSpec": found.spec()}
+            info["info"] = json.dumps(body, separators=(",", ":"))
+        return to_cri_image(found), info
+
+    def list_images(self, image_filter: str | None = None) -> builtins.list[CRIImage]:
+        """``ListImages``: every served image; the filter is ignored (STORE-010)."""
+        del image_filter  # behaviors.md STORE-010: the seed ignores the filter
+        return [to_cri_image(i) for i in self.index.list() if self._served(i)]
+
+    def remove_image(self, image: str) -> None:
+        """``RemoveImage``: delete every reference of the image (STORE-008).
+
+        Unknown images succeed. Content and snapshots no record needs any more are
+        garbage-collected (now, or when the running pulls end).
+
+        Raises:
+            ServiceError: ambiguous prefix, or a reference that cannot be deleted.
+        """
+        with self._records_lock:
+            found = self._resolve(image)
+            if found is None:
+                return
+            for ref in found.references:
+                try:
+                    self.store.delete(ref)
+                except NotFoundInStore:
+                    pass  # "deleted by someone else before this point": success
+                except RefpullError as exc:
+                    raise ServiceError(
+                        f"failed to delete image reference {go_quote(ref)} for "
+                        f"{go_quote(found.id)}: {exc}",
+                        cause=exc,
+                    ) from exc
+                try:
+                    self.index.update(ref)
+                except RefpullError as exc:
+                    raise ServiceError(
+                        f"failed to update image reference {go_quote(ref)} for "
+                        f"{go_quote(found.id)}: {exc}",
+                        cause=exc,
+                    ) from exc
+        self.collect_garbage()
+
+    def image_fs_info(self) -> FilesystemUsage:
+        """``ImageFsInfo``: bytes and inodes used under the snapshot directory."""
+        used = inodes = 0
+        for path in self.snapshots.root.rglob("*"):
+            with contextlib.suppress(OSError):
+                used += path.lstat().st_size
+                inodes += 1
+        return FilesystemUsage(
+            timestamp_ns=time.time_ns(),
+            mountpoint=str(self.snapshots.root),
+            used_bytes=used,
+            inodes_used=inodes,
+        )
