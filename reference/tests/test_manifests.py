@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from refpull import mediatypes as mt
 from refpull.digest import sha256_digest
 from refpull.errors import (
+    InvalidArgument,
     NoMatchingPlatform,
     RefpullError,
     ResolveError,
@@ -167,7 +168,6 @@ def test_ambiguous_documents_are_rejected_in_every_profile(
         pytest.param(
             "application/vnd.docker.distribution.manifest.v1+json", id="unsigned-s1"
         ),
-        pytest.param("", id="empty"),
         pytest.param(mt.OCTET_STREAM, id="octet-stream"),
     ],
 )
@@ -179,6 +179,13 @@ def test_unknown_root_media_type_fails_with_containerd_wording(media_type: str) 
         f"unexpected media type {media_type} for {sha256_digest(data)}: not found"
     )
     assert info.value.media_type == media_type
+
+
+@pytest.mark.behavior("RES-004")
+def test_root_without_media_type_is_an_invalid_argument() -> None:
+    """containerd's image store refuses a record whose target has no media type."""
+    with pytest.raises(InvalidArgument, match=r"Target\.MediaType must be set"):
+        parse_manifest(b"{}", "")
 
 
 @pytest.mark.behavior("PULL-008", "S1-001")

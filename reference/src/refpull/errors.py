@@ -10,6 +10,7 @@
       + UnsupportedMediaType    .media_type                    (RES-004, PULL-008)
       + NoMatchingPlatform                                     (PULL-001)
       + ManifestTooLarge                                       (RES-008)
+      + InvalidArgument                                        (RES-004: a root with no media type)
     + AuthError                                                (CHAL-*, TOKEN-*)
       + Unauthorized                                           (credentials rejected / missing)
       + TokenError                                             (token endpoint failures)
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigError",
     "DiffIDMismatch",
     "DigestMismatch",
+    "InvalidArgument",
     "InvalidAuth",
     "InvalidReference",
     "ManifestTooLarge",
@@ -123,6 +125,10 @@ class NoMatchingPlatform(ResolveError):
 
 class ManifestTooLarge(ResolveError):
     """A manifest exceeds the resolver's size cap (RES-008)."""
+
+
+class InvalidArgument(ResolveError):
+    """Content containerd's image store refuses to record (gRPC InvalidArgument)."""
 
 
 class AuthError(PullError):

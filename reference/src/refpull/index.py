@@ -43,7 +43,9 @@ __all__ = [
     "to_cri_image",
 ]
 
-_MANIFEST_LIMIT = 4 << 20
+# Stored manifests are read whole to be parsed. The resolve-time cap (RES-008,
+# 4,393,216 bytes) applies to roots only, so this bound is a memory guard, not a rule.
+_MANIFEST_LIMIT = 32 << 20
 _INT64 = re.compile(r"[+-]?[0-9]+")
 _HEX64 = re.compile(r"[a-f0-9]{64}")
 

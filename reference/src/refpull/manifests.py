@@ -25,6 +25,7 @@ from refpull._gojson import (
 from refpull._platforms import Platform, matches, platform_vector
 from refpull.digest import Digest, DigestError, sha256_digest
 from refpull.errors import (
+    InvalidArgument,
     NoMatchingPlatform,
     ResolveError,
     UnpackError,
@@ -236,6 +237,11 @@ def check_root_media_type(media_type: str, digest: str) -> None:
     """
     if mediatypes.is_manifest(media_type) or mediatypes.is_index(media_type):
         return
+    if not media_type:
+        # behaviors.md RES-004: a root served without Content-Type has media type "";
+        # containerd's image store refuses such a record (validateImage) before any
+        # unpack, in both generations -- observed as InvalidArgument on 1.6.20.
+        raise InvalidArgument("Target.MediaType must be set: invalid argument")
     if mediatypes.is_schema1(media_type):
         raise UnsupportedMediaType(f"{media_type} not supported", media_type=media_type)
     # containerd images/image.go Manifest: default case of the media type switch.

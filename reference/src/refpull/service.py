@@ -47,6 +47,7 @@ from refpull.credentials import AuthConfig
 from refpull.errors import (
     AlreadyExists,
     DigestMismatch,
+    InvalidArgument,
     InvalidReference,
     NoMatchingPlatform,
     NotFound,
@@ -91,6 +92,7 @@ _CLASS_CODES: tuple[tuple[type[BaseException], str], ...] = (
     (DigestMismatch, "FAILED_PRECONDITION"),
     (SizeMismatch, "FAILED_PRECONDITION"),
     (InvalidImage, "INVALID_ARGUMENT"),
+    (InvalidArgument, "INVALID_ARGUMENT"),
     (concurrent.futures.CancelledError, "CANCELLED"),
 )
 _SUFFIX_CODES = (
