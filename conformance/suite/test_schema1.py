@@ -146,6 +146,7 @@ def test_image_spec_11_fields_follow_the_profile(case: Case) -> None:
     [
         "bad-protected-base64",
         "format-length-beyond-body",
+        "negative-format-length",
         "non-integer-format-length",
         "bad-tail",
         "no-signatures",

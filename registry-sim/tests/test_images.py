@@ -490,6 +490,13 @@ def test_format_length_zero_puts_the_whole_payload_in_the_tail() -> None:
     assert b64url_decode(header["formatTail"]) == s1.payload
 
 
+def test_negative_format_length_is_negative_and_nothing_else_changes() -> None:
+    good = _schema1()
+    bad = good.malformed("negative-format-length")
+    assert _protected(bad.manifest)["formatLength"] == -1
+    assert bad.payload == good.payload
+
+
 @pytest.mark.parametrize("key", ["layers", "manifests"])
 def test_ambiguous_schema1_carries_the_extra_key_in_its_payload(key: str) -> None:
     s1 = _schema1().malformed(f"extra-{key}-key")  # type: ignore[arg-type]

@@ -330,10 +330,12 @@ def _outcome(
     reason = ""
     if report.skipped and isinstance(report.longrepr, tuple):
         reason = str(report.longrepr[2])
+    if hasattr(report, "wasxfail"):
+        # A crash the expectations file records is a known deviation (XFAIL); its
+        # evidence (the target's log tail) is still attached to the case.
+        return (Outcome.XFAILED if report.skipped else Outcome.XPASSED), reason
     if call.excinfo is not None and call.excinfo.errisinstance(TargetCrashed):
         return Outcome.CRASHED, reason
-    if hasattr(report, "wasxfail"):
-        return (Outcome.XFAILED if report.skipped else Outcome.XPASSED), reason
     longrepr = report.longrepr
     if (
         report.failed

@@ -28,6 +28,7 @@ __all__ = ["MALFORMED_KINDS", "Schema1", "Schema1Entry", "schema1_key"]
 Malformed = Literal[
     "bad-protected-base64",
     "format-length-beyond-body",
+    "negative-format-length",
     "non-integer-format-length",
     "bad-tail",
     "no-signatures",
@@ -38,6 +39,7 @@ Malformed = Literal[
 MALFORMED_KINDS: tuple[Malformed, ...] = (
     "bad-protected-base64",
     "format-length-beyond-body",
+    "negative-format-length",
     "non-integer-format-length",
     "bad-tail",
     "no-signatures",
@@ -125,6 +127,8 @@ def _protected(payload: bytes, kind: Malformed | None) -> tuple[str, int]:
     header["time"] = _SIGNED_AT
     if kind == "format-length-beyond-body":
         header["formatLength"] = 8 * len(payload) + 100_000
+    if kind == "negative-format-length":
+        header["formatLength"] = -1  # containerd 1.6.20 panics slicing body[:-1]
     if kind == "bad-tail":
         header["formatTail"] = "!!not base64!!"
     text = json.dumps(header, separators=(",", ":"))
