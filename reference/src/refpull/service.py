@@ -367,13 +367,15 @@ class ImageService:
     def _pull(self, ref: ImageRef, auth: AuthConfig | None) -> str:
         name = str(ref)
         with self._pulling():
+            written: list[str] = []
             try:
-                puller = self._factory(self._early_record(name))
+                puller = self._factory(self._early_record(name, written))
                 result = puller.pull(name, auth)
                 if self.profile.record_after_unpack:
                     # behaviors.md PULL-006 Δ1.6: client.Pull records after unpack.
                     record_pulled_image(self.store, name, result.target)
             except RefpullError as exc:
+                self._forget(written)
                 raise ServiceError(
                     f"failed to pull and unpack image {go_quote(name)}: {exc}",
                     cause=exc,
@@ -393,7 +395,9 @@ class ImageService:
         """
         return not self.index.problems(image)
 
-    def _early_record(self, name: str) -> Callable[[ProgressEvent], None]:
+    def _early_record(
+        self, name: str, written: list[str]
+    ) -> Callable[[ProgressEvent], None]:
         def on_progress(event: ProgressEvent) -> None:
             if event.kind != "recorded" or self.profile.record_after_unpack:
                 return
@@ -401,10 +405,24 @@ class ImageService:
             # and the CRI event monitor then reconciles it (STORE-009).
             target = self._sniff(event.digest, event.size)
             record_pulled_image(self.store, name, target)
+            written.append(name)
             with contextlib.suppress(RefpullError):
                 self.index.update(name)
 
         return on_progress
+
+    def _forget(self, written: list[str]) -> None:
+        """Drop the seed's early record of a pull that failed after writing it.
+
+        Deviation: the seed leaves that record behind (PULL-006); the reference leaves
+        nothing of a failed pull, so a later lookup (even ``""``, STORE-006) or listing
+        never meets an image that did not unpack.
+        """
+        for name in written:
+            with contextlib.suppress(NotFoundInStore):
+                self.store.delete(name)
+            with contextlib.suppress(RefpullError):
+                self.index.update(name)
 
     def _sniff(self, digest: str, size: int) -> Descriptor:
         # The progress event names digest and size; the media type is the document's.
