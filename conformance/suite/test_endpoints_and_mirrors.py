@@ -89,3 +89,17 @@ def test_mtls_mirror_gets_the_client_certificate_configured_for_its_host(
     seen = [ex for ex in case.exchanges() if ex.host.startswith("127.0.0.1")]
     assert seen
     assert all(ex.scheme == "https" for ex in seen)
+
+
+@pytest.mark.behavior("RES-006")
+def test_unreachable_first_mirror_follows_the_profile(case: Case) -> None:
+    """A mirror refusing connections ends the seed's pull; 1.6 moves to the next."""
+    image = case.image()
+    case.push(image, "1", host="mirror-b.test")
+    ref = case.ref("1", host="deadmirrored.test")
+    if case.profile == "containerd-1.6":
+        assert case.pull(ref) == image.config_digest
+        assert _manifest_hosts(case) == ["mirror-b.test"]
+    else:
+        case.pull_error(ref)
+        assert _manifest_hosts(case) == []

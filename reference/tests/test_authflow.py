@@ -344,30 +344,57 @@ def test_redirect_target_challenge_never_receives_the_registry_credentials(
     assert calls == []
 
 
+def _redirect(i: int) -> httpx.Response:
+    return httpx.Response(302, headers={"Location": f"/r{i}"})
+
+
 @PROFILES
 @pytest.mark.behavior("XPORT-005", "RES-011")
 @pytest.mark.parametrize(
-    ("hops", "ok"),
-    [pytest.param(10, True, id="ten"), pytest.param(11, False, id="eleven")],
+    "redirects", [pytest.param(9, id="nine"), pytest.param(10, id="ten")]
 )
-def test_at_most_ten_redirects_are_followed(
-    profile: Profile, hops: int, ok: bool
+@pytest.mark.parametrize("client", ["registry", "foreign"])
+def test_at_most_ten_requests_are_made(
+    profile: Profile, redirects: int, client: str
 ) -> None:
-    flow, _ = _start(_auth(profile), method="HEAD")
-    for i in range(hops):
-        nxt = (
-            _send(flow, httpx.Response(302, headers={"Location": f"/r{i}"}))
-            if i < 10
-            else None
-        )
-        if i == 10:
-            with pytest.raises(TransportError, match=r"stopped after 10 redirects"):
-                _send(flow, httpx.Response(302, headers={"Location": f"/r{i}"}))
-            return
+    """Go's CheckRedirect refuses the 10th redirect: nine are followed, never more."""
+    auth: httpx.Auth = (
+        _auth(profile) if client == "registry" else FollowRedirects(profile=profile)
+    )
+    method = "HEAD" if client == "registry" else "GET"
+    flow, request = _start(auth, method=method)
+    sent = [request]
+    for i in range(redirects):
+        if i == 9:
+            with pytest.raises(TransportError) as info:
+                _send(flow, _redirect(i))
+            quoted = '"/r9"' if profile.quoted_urls_in_errors else "/r9"
+            assert str(info.value) == (
+                f"failed to do request: {method.title()} {quoted}: "
+                "stopped after 10 redirects"
+            )
+            break
+        nxt = _send(flow, _redirect(i))
         assert nxt is not None
-        assert nxt.method == "HEAD"
-    assert ok
-    assert _send(flow, httpx.Response(200)) is None
+        assert nxt.method == method
+        sent.append(nxt)
+    else:
+        assert _send(flow, httpx.Response(200)) is None
+    assert len(sent) == min(redirects + 1, 10)
+
+
+@PROFILES
+@pytest.mark.behavior("XPORT-005", "TOKEN-007")
+def test_token_request_makes_at_most_ten_requests(profile: Profile) -> None:
+    flow, _ = _start(_auth(profile))
+    token_request = _send(flow, _challenge())
+    assert token_request is not None
+    for i in range(9):
+        hop = _send(flow, _redirect(i))
+        assert hop is not None
+        assert hop.url.path == f"/r{i}"
+    with pytest.raises(TokenError, match=r"stopped after 10 redirects"):
+        _send(flow, _redirect(9))
 
 
 @pytest.mark.behavior("AUTH-010")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -174,41 +175,67 @@ def test_foreign_urls_are_tried_first_and_404_falls_back(profile: Profile) -> No
 
 @PROFILES
 @pytest.mark.behavior("FETCH-004")
-def test_foreign_url_error_aborts_without_registry_fallback(profile: Profile) -> None:
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(Reply(401, "Unauthorized"), id="401"),
+        pytest.param(Reply(500, "Internal Server Error"), id="500"),
+        pytest.param(TransportError("connection refused"), id="transport-error"),
+    ],
+)
+def test_failing_foreign_url_falls_back_to_the_next_url_then_the_registry(
+    profile: Profile, failure: Reply | PullError
+) -> None:
     desc = Descriptor(
         media_type=DOCKER_LAYER,
         digest=DIGEST,
         size=1,
-        urls=("http://127.0.0.2:9000/layer",),
+        urls=("http://127.0.0.2:9000/a", "https://127.0.0.3:9000/b"),
     )
-    result, seen = _run(lambda ex: Reply(401, "Unauthorized"), desc, profile)
-    assert (
-        str(result)
-        == "unexpected status code http://127.0.0.2:9000/layer: 401 Unauthorized"
+
+    def script(ex: FetchExchange) -> Reply | PullError:
+        return failure if ex.host_index is None else Reply(200, "OK")
+
+    result, seen = _run(script, desc, profile)
+    assert isinstance(result, Opened)
+    assert [str(e.request.url) for e in seen[:2]] == list(desc.urls)
+    assert [e.host_index for e in seen] == [None, None, 0]
+    assert all("authorization" not in e.request.headers for e in seen[:2])
+
+
+@pytest.mark.behavior("FETCH-004", "HOST-008")
+def test_foreign_url_request_carries_no_configured_registry_headers() -> None:
+    host = dataclasses.replace(R, headers=(("X-Registry-Key", "k"),))
+    desc = Descriptor(
+        media_type=DOCKER_LAYER, digest=DIGEST, size=1, urls=("http://127.0.0.2/a",)
     )
-    assert len(seen) == 1
+    steps = open_steps(desc, "test/a", [host], CONTAINERD_16)
+    foreign = next(steps)
+    registry = steps.send(NOT_FOUND)
+    assert foreign.host_index is None
+    assert "x-registry-key" not in foreign.request.headers
+    assert foreign.request.headers["user-agent"] == CONTAINERD_16.user_agent
+    assert registry.request.headers["x-registry-key"] == "k"
 
 
 @pytest.mark.behavior("FETCH-004")
+@PROFILES
 @pytest.mark.parametrize(
-    ("profile", "aborts"),
+    "url",
     [
-        pytest.param(SEED, True, id="seed"),
-        pytest.param(CONTAINERD_16, False, id="containerd-1.6"),
+        pytest.param("file:///etc/passwd", id="file"),
+        pytest.param("ftp://127.0.0.2/layer", id="ftp"),
+        pytest.param("unix:///run/containerd.sock", id="unix"),
     ],
 )
-def test_non_http_foreign_url_is_never_fetched(profile: Profile, aborts: bool) -> None:
-    desc = Descriptor(
-        media_type=DOCKER_LAYER, digest=DIGEST, size=1, urls=("file:///etc/passwd",)
-    )
+def test_non_http_foreign_url_is_skipped_in_every_profile(
+    profile: Profile, url: str
+) -> None:
+    desc = Descriptor(media_type=DOCKER_LAYER, digest=DIGEST, size=1, urls=(url,))
     result, seen = _run(lambda ex: Reply(200, "OK"), desc, profile)
+    assert isinstance(result, Opened)
+    assert [e.host_index for e in seen] == [0]
     assert all(e.request.url.scheme == "http" for e in seen)
-    if aborts:
-        assert isinstance(result, TransportError)
-        assert str(result) == 'unsupported protocol scheme "file"'
-        assert seen == []
-    else:
-        assert isinstance(result, Opened)
 
 
 @PROFILES
@@ -375,11 +402,95 @@ def test_body_cut_mid_stream_is_resumed_only_by_16(
             with pytest.raises(PullError, match=r"^failed to copy: unexpected EOF$"):
                 pipeline_io.fetch_into_store(phase, store, LAYER, "test/a")
             assert not store.has(DIGEST)
-    assert (
-        not any(p.is_file() for p in (tmp_path / "ingest").rglob("*"))
-        if (tmp_path / "ingest").exists()
-        else True
-    )
+            assert len(served) == 1
+    # behaviors.md FETCH-005: the seed's broken ingest stays for a later resume.
+    kept = any(p.is_file() for p in (tmp_path / "ingest").rglob("*"))
+    assert kept is not resumed
+
+
+@PROFILES
+@pytest.mark.behavior("FETCH-005", "FETCH-006")
+def test_broken_download_is_resumed_by_the_next_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile: Profile
+) -> None:
+    """A transfer that fails for good keeps its bytes; the next fetch asks for the rest."""
+    half = len(DATA) // 2
+    journal: list[httpx.Request] = []
+    refuse_range = True
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        journal.append(request)
+        if "range" not in request.headers:
+            return httpx.Response(
+                200,
+                headers={"Content-Length": str(len(DATA))},
+                stream=_Truncated(DATA[:half]),
+            )
+        if refuse_range:  # the in-pull reopen of 1.6 (FETCH-006) fails
+            return httpx.Response(503)
+        content_range = f"bytes {half}-{len(DATA) - 1}/{len(DATA)}"
+        return httpx.Response(
+            206, headers={"Content-Range": content_range}, content=DATA[half:]
+        )
+
+    def make_client(
+        host: RegistryHost, settings: object = None, environ: object = None
+    ) -> httpx.Client:
+        return httpx.Client(transport=httpx.MockTransport(handle))
+
+    monkeypatch.setattr(pipeline_io, "make_client", make_client)
+    store = ContentStore(tmp_path)
+    with pipeline_io.Phase(
+        [R], repository="test/a", profile=profile, settings=None, environ={}
+    ) as phase:
+        with pytest.raises(PullError, match=r"^failed to copy: unexpected EOF$"):
+            pipeline_io.fetch_into_store(phase, store, LAYER, "test/a")
+        assert not store.has(DIGEST)
+        assert len(journal) == (2 if profile.fetch_auto_resume else 1)
+        journal.clear()
+        refuse_range = False
+        assert pipeline_io.fetch_into_store(phase, store, LAYER, "test/a")
+    assert store.read_bytes(DIGEST) == DATA
+    assert [r.headers.get("range") for r in journal] == [f"bytes={half}-"]
+
+
+class _Reset(httpx.SyncByteStream):
+    def __iter__(self) -> Iterator[bytes]:
+        yield DATA[:10]
+        raise httpx.ReadError("[Errno 104] Connection reset by peer")
+
+
+@PROFILES
+@pytest.mark.behavior("FETCH-006")
+def test_connection_reset_mid_body_is_not_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profile: Profile
+) -> None:
+    """Only an early end of the body (unexpected EOF) is resumed, never a reset."""
+    journal: list[httpx.Request] = []
+
+    def make_client(
+        host: RegistryHost, settings: object = None, environ: object = None
+    ) -> httpx.Client:
+        def handle(request: httpx.Request) -> httpx.Response:
+            journal.append(request)
+            headers = {"Content-Length": str(len(DATA))}
+            return httpx.Response(200, headers=headers, stream=_Reset())
+
+        return httpx.Client(transport=httpx.MockTransport(handle))
+
+    monkeypatch.setattr(pipeline_io, "make_client", make_client)
+    store = ContentStore(tmp_path)
+    with (
+        pipeline_io.Phase(
+            [R], repository="test/a", profile=profile, settings=None, environ={}
+        ) as phase,
+        pytest.raises(
+            TransportError, match=r"^failed to copy: \[Errno 104\] Connection reset"
+        ),
+    ):
+        pipeline_io.fetch_into_store(phase, store, LAYER, "test/a")
+    assert len(journal) == 1
+    assert not store.has(DIGEST)
 
 
 @PROFILES

@@ -527,3 +527,47 @@ def test_pull_over_a_real_loopback_socket(tmp_path: Path) -> None:
         first = server.log[0][0]
     assert result.image_id == _sha(config)
     assert first.headers["User-Agent"] == SEED.user_agent
+
+
+@pytest.mark.behavior("RES-006")
+@PROFILES
+def test_mirror_dropping_the_connection_follows_the_profile(
+    tmp_path: Path, registry: Registry, profile: Profile
+) -> None:
+    """A first mirror that drops the connection before answering (a transport error).
+
+    The seed ends resolution there; containerd 1.6 moves on to the next host.
+    """
+    image = registry.image({"a.txt": b"through the mirror"})
+    handle = registry.handle
+
+    def dead_mirror(request: httpx.Request) -> httpx.Response:
+        if request.url.port == 5001:
+            registry.journal.append(request)
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response."
+            )
+        return handle(request)
+
+    registry.handle = dead_mirror  # type: ignore[method-assign]
+    config = parse_config({"version": 2}, profile)
+    mirrors = {HOST: ("http://127.0.0.1:5001",)}
+    config = RegistryConfig(**{**config.__dict__, "mirrors": mirrors})
+    puller = Puller(root=tmp_path, config=config, profile=profile, platform=AMD64)
+    ref = f"{HOST}/t/app:v1"
+    if profile.resolve_falls_through_on_error:
+        assert puller.pull(ref).image_id == _sha(image["config"])
+    else:
+        with pytest.raises(PullError) as info:
+            puller.pull(ref)
+        assert str(info.value) == (
+            f'failed to resolve reference "{ref}": failed to do request: '
+            "Head http://127.0.0.1:5001/v2/t/app/manifests/v1: "
+            "Server disconnected without sending a response."
+        )
+    upstream = [(r.method, r.url.path) for r in registry.journal if r.url.port == 5000]
+    assert registry.journal[0].url.port == 5001
+    if profile.resolve_falls_through_on_error:
+        assert upstream[0] == ("HEAD", "/v2/t/app/manifests/v1")
+    else:
+        assert upstream == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -17,12 +18,13 @@ from hypothesis import strategies as st
 
 from refpull import mediatypes as mt
 from refpull.digest import sha256_digest
-from refpull.errors import Schema1Error
+from refpull.errors import DigestMismatch, Schema1Error
 from refpull.profiles import CONTAINERD_16, SEED, Profile
 from refpull.schema1 import (
     MANIFEST_SIZE_LIMIT,
     Schema1Converter,
     blob_state,
+    check_requested_digest,
     strip_signature,
 )
 
@@ -248,6 +250,41 @@ def test_signatures_are_never_verified() -> None:
     # The digest a tag resolves to by GET is that of the payload, not of the served bytes.
     assert sha256_digest(strip_signature(signed)) == sha256_digest(body)
     assert sha256_digest(body) != sha256_digest(signed)
+
+
+_SIGNED, _PAYLOAD = sign(schema1([(dg("a"), {"Size": 1})]))
+
+
+@pytest.mark.behavior("S1-004")
+@pytest.mark.parametrize(
+    "requested",
+    [
+        pytest.param(sha256_digest(_PAYLOAD), id="payload-digest"),
+        pytest.param(sha256_digest(_SIGNED), id="served-body-digest"),
+        pytest.param(
+            "sha512:" + hashlib.sha512(_SIGNED).hexdigest(), id="served-body-sha512"
+        ),
+    ],
+)
+def test_schema1_matching_its_requested_digest_is_accepted(requested: str) -> None:
+    check_requested_digest(_SIGNED, requested)
+
+
+@pytest.mark.behavior("S1-004")
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(_SIGNED, id="signed"),
+        pytest.param(b"not json at all", id="unparsable"),
+        pytest.param(_PAYLOAD, id="unsigned"),
+    ],
+)
+def test_schema1_not_matching_its_requested_digest_is_refused(raw: bytes) -> None:
+    forged = dg("f")
+    with pytest.raises(DigestMismatch, match=r": failed precondition$") as info:
+        check_requested_digest(raw, forged)
+    assert info.value.expected == forged
+    assert info.value.actual in (sha256_digest(raw), sha256_digest(_PAYLOAD))
 
 
 @pytest.mark.behavior("S1-005")

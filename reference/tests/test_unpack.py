@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
 import os
+import re
 import stat
 import tarfile
 from collections.abc import Callable
@@ -299,6 +301,46 @@ def test_garbage_layer_fails_extraction(env: Env) -> None:
     blob = b"not a tar at all" * 64
     with pytest.raises(UnpackError, match="failed to extract layer"):
         env.apply([blob], compress=lambda b: b)
+
+
+@pytest.mark.behavior("PULL-008")
+@PROFILES
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        pytest.param("application/x-unknown-layer", id="unknown"),
+        pytest.param(mt.DOCKER_CONFIG, id="config-type"),
+        pytest.param(mt.OCTET_STREAM, id="octet-stream"),
+    ],
+)
+def test_layer_of_a_non_layer_type_fails_after_its_download(
+    env: Env, profile: Profile, media_type: str
+) -> None:
+    tar = make_tar(E("a", data=b"x"))
+    blob = gzip.compress(tar)
+    layer = dataclasses.replace(env.add(blob, store=False), media_type=media_type)
+    fetched: list[str] = []
+
+    def fetch(desc: Descriptor) -> None:
+        fetched.append(desc.digest)
+        env.add(blob)
+
+    with pytest.raises(
+        UnpackError,
+        match=rf"^failed to extract layer sha256:[0-9a-f]{{64}}: failed to get stream "
+        rf"processor for {re.escape(media_type)}: no processor for media-type$",
+    ):
+        apply_layers(
+            env.content,
+            env.snapshots,
+            [layer],
+            [sha256_digest(tar)],
+            profile,
+            fetch_missing=fetch,
+        )
+    assert fetched == [layer.digest]  # content is fetched and stored first
+    assert env.content.has(layer.digest)
+    assert not env.snapshots.exists(chain_ids([sha256_digest(tar)])[-1])
 
 
 @pytest.mark.behavior("PULL-003")

@@ -15,6 +15,7 @@ name: scenarios stay isolated by name and repository, not by reconfiguring the r
 from __future__ import annotations
 
 import base64
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,13 @@ TOKEN_PERSONALITIES = (
     "empty-access-token",
     "no-expires",
 )
+
+
+def _closed_port() -> int:
+    """A loopback port that was free a moment ago (nothing listens on it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -137,6 +145,7 @@ class World:
         self.untrusted_skip.start()
         self.untrusted = RegistrySim(tls=True)
         self.untrusted.start()
+        self.closed_port = _closed_port()
         self.client_cert: ClientCert = self.sim.client_cert("cri-conformance-client")
         self.sim.start()
 
@@ -182,6 +191,11 @@ class World:
                 "verify.test": [self.untrusted.url],
                 # EP-007/TLS-003: a good mirror followed by one whose CA file is missing.
                 "eager.test": ["https://mirror-a.test", "https://broken-ca.test"],
+                # RES-006: a first mirror nobody listens on, then a working one.
+                "deadmirrored.test": [
+                    f"http://127.0.0.1:{self.closed_port}",
+                    "https://mirror-b.test",
+                ],
                 # TLS-001: a client certificate without its key.
                 "certonly.test": ["https://certonly-mirror.test"],
             },

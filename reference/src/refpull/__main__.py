@@ -24,7 +24,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     for name in _COMMANDS:
         try:
             module = importlib.import_module(f"refpull._cli_{name}")
-        except ModuleNotFoundError as exc:  # pragma: no cover - only while a command is absent
+        except (
+            ModuleNotFoundError
+        ) as exc:  # pragma: no cover - only while a command is absent
             if exc.name != f"refpull._cli_{name}":
                 raise
             continue

@@ -8,14 +8,15 @@ fallback: a zstd stream in a runtime without zstd support is read as a plain tar
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 from collections.abc import Iterator
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, Protocol
 
 import zstandard
 
-__all__ = ["GZIP", "NONE", "ZSTD", "detect", "open_decompressed"]
+from refpull._gzipstream import GzipReader
+
+__all__ = ["GZIP", "NONE", "ZSTD", "Reader", "detect", "open_decompressed"]
 
 GZIP: Final = "gzip"
 ZSTD: Final = "zstd"
@@ -23,6 +24,12 @@ NONE: Final = "none"
 
 _GZIP_MAGIC: Final = b"\x1f\x8b\x08"
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+
+
+class Reader(Protocol):
+    """A decompressed stream: ``read(n)`` returns up to *n* bytes, b"" at the end."""
+
+    def read(self, n: int, /) -> bytes: ...
 
 
 def detect(head: bytes, *, zstd: bool) -> str:
@@ -40,9 +47,7 @@ def detect(head: bytes, *, zstd: bool) -> str:
 
 
 @contextlib.contextmanager
-def open_decompressed(
-    fileobj: BinaryIO, *, zstd: bool
-) -> Iterator[tuple[str, BinaryIO]]:
+def open_decompressed(fileobj: BinaryIO, *, zstd: bool) -> Iterator[tuple[str, Reader]]:
     """Open a decompressing reader over a seekable binary file.
 
     Yields:
@@ -52,9 +57,9 @@ def open_decompressed(
     fileobj.seek(-len(head), io.SEEK_CUR)
     kind = detect(head, zstd=zstd)
     if kind == GZIP:
-        # Multi-member streams are read to the end, like Go's gzip.Reader (multistream).
-        with gzip.GzipFile(fileobj=fileobj, mode="rb") as reader:
-            yield kind, reader  # type: ignore[misc]
+        # Multi-member streams are read to the end, like Go's gzip.Reader (multistream);
+        # GzipReader answers like gzip.GzipFile, with 1 MiB reads (refpull._gzipstream).
+        yield kind, GzipReader(fileobj)
     elif kind == ZSTD:
         dctx = zstandard.ZstdDecompressor()
         with dctx.stream_reader(fileobj, read_across_frames=True, closefd=False) as zr:

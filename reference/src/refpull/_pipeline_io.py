@@ -83,6 +83,14 @@ def _transport_error(
     return TransportError(message)
 
 
+def _body_error(exc: httpx.HTTPError) -> PullError:
+    reason = str(exc) or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLError):
+        return TLSError(f"failed to copy: {reason}")
+    return TransportError(f"failed to copy: {reason}")
+
+
 @dataclass
 class _Endpoint:
     host: RegistryHost
@@ -302,24 +310,50 @@ def fetch_into_store(
 
     Raises:
         PullError: ``failed to copy: …``, size/digest mismatches (``failed commit on
-            ref …``), or (1.6) ``failed to read expected number of bytes``; nothing is
-            left in the ingest area.
+            ref …``), or (1.6) ``failed to read expected number of bytes``. Bytes
+            received before a broken transfer stay in the ingest for the next pull to
+            resume (FETCH-005); content that failed verification never does.
     """
     size = desc.size if desc.size >= 0 else None
     ref = ingest_ref(desc)
-    with store.ingest(ref, expected_digest=desc.digest, expected_size=size) as ingest:
+    # behaviors.md FETCH-005: an interrupted ingest outlives the pull (containerd
+    # leaves it until garbage collection), so a later fetch continues with Range.
+    with store.ingest(
+        ref, expected_digest=desc.digest, expected_size=size, keep_partial=True
+    ) as ingest:
         if ingest.already_exists:
             return False  # behaviors.md FETCH-008: de-duplicated
-        response, opened = _open(phase, desc, repository, ingest.resume_offset())
         try:
-            _copy(phase, ingest, desc, repository, response, opened, on_bytes)
-        finally:
-            close_response(response)
-        if size and ingest.offset < size and phase.profile.short_read_message:
-            # behaviors.md FETCH-008 Δ1.6 (PR #5966)
-            raise PullError("failed to read expected number of bytes: unexpected EOF")
-        ingest.commit()
+            _fill(phase, ingest, desc, repository, size, on_bytes)
+        except BaseException:
+            if not ingest.committed and ingest.offset == 0:
+                ingest.abort()  # nothing to resume: leave no empty ingest behind
+            raise
     return True
+
+
+def _fill(
+    phase: Phase,
+    ingest: Ingest,
+    desc: Descriptor,
+    repository: str,
+    size: int | None,
+    on_bytes: Callable[[int], None],
+) -> None:
+    offset = ingest.resume_offset()
+    if size is not None and 0 < size <= offset:
+        # containerd remotes/handlers.go fetch: a complete ingest is committed as is.
+        ingest.commit()
+        return
+    response, opened = _open(phase, desc, repository, offset)
+    try:
+        _copy(phase, ingest, desc, repository, response, opened, on_bytes)
+    finally:
+        close_response(response)
+    if size and ingest.offset < size and phase.profile.short_read_message:
+        # behaviors.md FETCH-008 Δ1.6 (PR #5966)
+        raise PullError("failed to read expected number of bytes: unexpected EOF")
+    ingest.commit()
 
 
 def _copy(
@@ -337,8 +371,9 @@ def _copy(
         try:
             _stream(response, ingest, opened.discard, on_bytes)
             return
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            # The body ended before Content-Length: Go's io.ErrUnexpectedEOF.
+        except httpx.RemoteProtocolError as exc:
+            # The body ended before Content-Length: Go's io.ErrUnexpectedEOF. Only
+            # this is resumed (FETCH-006); a reset is a ReadError, handled below.
             close_response(response)
             if not phase.profile.fetch_auto_resume:
                 raise PullError("failed to copy: unexpected EOF") from exc
@@ -351,8 +386,12 @@ def _copy(
             except PullError:
                 raise PullError("failed to copy: unexpected EOF") from exc
         except httpx.HTTPError as exc:
+            # A connection reset (or other read failure) mid-body: Go's body reader
+            # returns the net error itself, not io.ErrUnexpectedEOF, so containerd
+            # 1.6's httpReadSeeker does not reopen (FETCH-006) and content.Copy
+            # fails with "failed to copy: <error>" in both profiles.
             close_response(response)
-            raise _transport_error(exc, response.request, phase.profile) from exc
+            raise _body_error(exc) from exc
         except BaseException:
             close_response(response)
             raise

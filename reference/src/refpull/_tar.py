@@ -11,7 +11,10 @@ Safety rules (the reference is safe in every profile, see profiles.py):
 * symlinks are created as given: their targets are only ever interpreted inside the
   container, never by the extractor;
 * device nodes are skipped and recorded in the returned notes (no privileges needed);
-  FIFOs are created; ownership is applied only when running as root.
+  FIFOs are created; ownership is applied only when running as root;
+* the tree may share inodes with the parent snapshot (:mod:`refpull._linkfarm`): nothing
+  is written or chmod'ed through an inherited inode -- entries are unlinked before they
+  are created, and an inherited hardlink target is copied up first.
 
 OCI whiteouts (image-spec ``layer.md``): ``.wh.<name>`` deletes ``<name>`` from the lower
 layers; ``.wh..wh..opq`` empties its directory of everything not written by this layer.
@@ -27,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from refpull._linkfarm import copy_up
+from refpull._tarstream import TarStream
 from refpull.errors import UnsafePath
 
 __all__ = ["ExtractResult", "extract_tar"]
@@ -85,10 +90,13 @@ def _remove(path: Path) -> None:
 
 
 class _Extractor:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, stream: TarStream) -> None:
         self.root = root
+        self.stream = stream
         self.result = ExtractResult()
         self.written: set[tuple[str, ...]] = set()
+        # Inherited entries this layer copied up (refpull._linkfarm): now private.
+        self.private: set[tuple[str, ...]] = set()
         self.dir_meta: list[tuple[Path, tarfile.TarInfo]] = []
         self.is_root = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -134,7 +142,13 @@ class _Extractor:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         fd = os.open(path, flags, 0o600)
         with os.fdopen(fd, "wb") as out:
-            src = tar.extractfile(member)
+            if member.sparse is None and self.stream.tell() == member.offset_data:
+                # Plain member at the stream position: copy straight to the file.
+                if self.stream.copy_to(fd, member.size) != member.size:
+                    # tarfile's own wording for a member cut short.
+                    raise tarfile.ReadError("unexpected end of data")
+                return
+            src = tar.extractfile(member)  # GNU sparse members: tarfile's reader
             if src is not None:
                 shutil.copyfileobj(src, out, 1 << 20)
 
@@ -157,12 +171,19 @@ class _Extractor:
             raise UnsafePath(
                 f"hardlink target {member.linkname!r} missing", path=member.name
             )
+        if target_parts not in self.written and target_parts not in self.private:
+            # The target may be the parent snapshot's inode: the link's metadata
+            # would be applied to it, so the child gets its own copy first.
+            copy_up(source)
+            self.private.add(target_parts)
         os.link(source, path, follow_symlinks=False)
 
     def metadata(self, path: Path, member: tarfile.TarInfo) -> None:
         if self.is_root:
             os.lchown(path, member.uid, member.gid)
-        if not member.issym():
+        # Never chmod through a symlink (a hard link to a symlink entry is one):
+        # os.chmod follows it, possibly out of the root.
+        if not member.issym() and not (member.islnk() and os.path.islink(path)):
             os.chmod(path, member.mode & 0o7777)
         os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
 
@@ -196,8 +217,10 @@ def extract_tar(stream: Any, root: Path) -> ExtractResult:
         UnsafePath: an entry would write outside *root*.
         tarfile.TarError, OSError: malformed archives or file system errors.
     """
-    extractor = _Extractor(root)
-    with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:
+    # TarStream keeps tarfile's stream-mode contract (forward only) with fewer copies.
+    source = TarStream(stream)
+    extractor = _Extractor(root, source)
+    with tarfile.TarFile(fileobj=source, mode="r", errorlevel=2) as tar:
         for member in tar:
             extractor.entry(tar, member)
     extractor.finish()

@@ -5,8 +5,8 @@ httpx (or a unit test) does the sending. One logical request goes through these 
 
 1. Authorize: add ``Authorization`` only if a handler exists for the request's
    ``host[:port]``, created by an earlier 401 from that host (CHAL-001, CHAL-008).
-2. Send, following redirects here (at most 10, XPORT-005/RES-011), never carrying a
-   credential to a host it does not belong to.
+2. Send, following redirects here (at most 10 requests, so 9 redirects,
+   XPORT-005/RES-011), never carrying a credential to a host it does not belong to.
 3. Retry (at most 6 attempts, CHAL-007): on 401 when a challenge is accepted, on 405 for
    ``HEAD …/manifests/…`` as GET (RES-009), on 408/429 at once.
 
@@ -39,7 +39,9 @@ from refpull.profiles import Profile
 
 __all__ = ["MAX_REDIRECTS", "FollowRedirects", "RegistryAuth", "redirect_target"]
 
-#: Go's http.Client default redirect budget (behaviors.md XPORT-005).
+#: Go's http.Client redirect budget (behaviors.md XPORT-005, RES-011): its default
+#: CheckRedirect fails once 10 requests were made, so the 10th redirect response is an
+#: error ("stopped after 10 redirects") and at most 9 redirects are followed.
 MAX_REDIRECTS = 10
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _TokenFlow = Generator[httpx.Request, httpx.Response, str]
@@ -80,6 +82,15 @@ def _go_url_error(method: str, url: str, message: str, profile: Profile) -> str:
     op = method[:1] + method[1:].lower()
     shown = f'"{url}"' if profile.quoted_urls_in_errors else url
     return f"{op} {shown}: {message}"
+
+
+def _too_many_redirects(
+    first: httpx.Request, response: httpx.Response, profile: Profile
+) -> str:
+    # go1.19 net/http client.go Client.do: the url.Error names the first request's
+    # method and the raw Location of the refused redirect.
+    location = response.headers.get("location", "")
+    return _go_url_error(first.method, location, "stopped after 10 redirects", profile)
 
 
 def _copy_request(
@@ -188,18 +199,13 @@ class RegistryAuth(httpx.Auth):
     ) -> Generator[httpx.Request, httpx.Response, tuple[httpx.Response, httpx.Request]]:
         origin = first.url
         outgoing = yield from self._authorized(_copy_request(first), origin)
-        for hop in range(MAX_REDIRECTS + 1):
+        for sent in range(1, MAX_REDIRECTS + 1):
             response = yield outgoing
             target = redirect_target(response, outgoing)
             if target is None:
                 return response, outgoing
-            if hop == MAX_REDIRECTS:
-                message = _go_url_error(
-                    first.method,
-                    str(target),
-                    "stopped after 10 redirects",
-                    self._profile,
-                )
+            if sent == MAX_REDIRECTS:  # Go: len(via) >= 10
+                message = _too_many_redirects(first, response, self._profile)
                 raise TransportError(f"failed to do request: {message}")
             method = outgoing.method
             if response.status_code in (301, 302, 303) and method not in (
@@ -299,11 +305,13 @@ class RegistryAuth(httpx.Auth):
                 _go_url_error(request.method, str(request.url), message, self._profile)
             )
         outgoing = request
-        for _ in range(MAX_REDIRECTS + 1):
+        for sent in range(1, MAX_REDIRECTS + 1):
             response = yield outgoing
             target = redirect_target(response, outgoing)
             if target is None:
                 return response
+            if sent == MAX_REDIRECTS:  # Go: len(via) >= 10 (XPORT-005)
+                raise TokenError(_too_many_redirects(request, response, self._profile))
             method = outgoing.method
             if response.status_code in (301, 302, 303) and method != "GET":
                 method = "GET"  # the form body (and its password) is dropped
@@ -314,14 +322,7 @@ class RegistryAuth(httpx.Auth):
             if not moved and "authorization" in outgoing.headers:
                 nxt.headers["Authorization"] = outgoing.headers["authorization"]
             outgoing = nxt
-        raise TokenError(
-            _go_url_error(
-                request.method,
-                str(request.url),
-                "stopped after 10 redirects",
-                self._profile,
-            )
-        )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _accept(
         self,
@@ -394,18 +395,14 @@ class FollowRedirects(httpx.Auth):
     def auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        """Follow at most :data:`MAX_REDIRECTS` redirects, carrying no credentials."""
+        """Make at most :data:`MAX_REDIRECTS` requests, carrying no credentials."""
         outgoing = _copy_request(request)
-        for _ in range(MAX_REDIRECTS):
+        for sent in range(1, MAX_REDIRECTS + 1):
             response = yield outgoing
             target = redirect_target(response, outgoing)
             if target is None:
                 return
+            if sent == MAX_REDIRECTS:  # Go: len(via) >= 10 (XPORT-005)
+                message = _too_many_redirects(request, response, self._profile)
+                raise TransportError(f"failed to do request: {message}")
             outgoing = _copy_request(outgoing, url=target, method="GET")
-        response = yield outgoing
-        target = redirect_target(response, outgoing)
-        if target is not None:
-            message = _go_url_error(
-                request.method, str(target), "stopped after 10 redirects", self._profile
-            )
-            raise TransportError(f"failed to do request: {message}")

@@ -21,7 +21,7 @@ import httpx
 
 from refpull._gourl import URLError
 from refpull._gourl import parse as parse_go_url
-from refpull.errors import NotFound, PullError, RegistryError, TransportError
+from refpull.errors import NotFound, PullError, RegistryError
 from refpull.hosts import RegistryHost
 from refpull.manifests import Descriptor
 from refpull.mediatypes import (
@@ -172,19 +172,16 @@ def _request(
     return httpx.Request("GET", url, headers=headers)
 
 
-def _foreign_host(
-    raw: str, profile: Profile
-) -> tuple[RegistryHost, str] | PullError | None:
+def _foreign_host(raw: str) -> tuple[RegistryHost, str] | None:
     try:
         url = parse_go_url(raw)
     except URLError:
         return None  # containerd logs "failed to parse" and tries the next URL
     if url.scheme not in ("http", "https"):
-        if profile.foreign_urls_http_only:
-            return None  # behaviors.md FETCH-004 Δ1.6 (PR #6221): skipped
-        # Security (every profile): never fetched. The seed's Go client fails the pull
-        # before any I/O with this error, so the outcome is the same.
-        return TransportError(f'unsupported protocol scheme "{url.scheme}"')
+        # behaviors.md FETCH-004 Δ1.6 (PR #6221): only http(s) URLs are used.
+        # Deviation: the seed tries every scheme and a `file://` URL aborts its pull;
+        # the reference skips such URLs in every profile (catalog FETCH-004, SECURITY).
+        return None
     query = f"?{url.raw_query}" if url.raw_query else ""
     target = f"{url.scheme}://{url.host}{url.path}{query}"
     host = RegistryHost(endpoint=target, scheme=url.scheme, host=url.host, path="")
@@ -225,20 +222,20 @@ def open_steps(
         PullError: the error that ends the search, already worded for the profile
             (without the ``failed to copy`` wrapper, see :func:`failed_open`).
     """
-    # behaviors.md FETCH-004: foreign URLs first, with a bare client.
+    # behaviors.md FETCH-004: foreign URLs first, with a bare client (no credentials,
+    # no configured registry headers: the host built for it has none).
     for raw in desc.urls:
-        found = _foreign_host(raw, profile)
+        found = _foreign_host(raw)
         if found is None:
             continue
-        if isinstance(found, PullError):
-            raise found
         host, target = found
         reply = yield FetchExchange(None, _request(target, host, desc, profile, offset))
         outcome = _outcome(reply, target, offset)
         if isinstance(outcome, Opened):
             return outcome
-        if not isinstance(outcome, NotFound):
-            raise outcome  # any other error aborts, no fallback (both profiles)
+        # Deviation: containerd aborts the pull on any error but a 404 (upstream-issues
+        # F-08); the reference tries the next URL, then the registry, in every profile
+        # (catalog FETCH-004, SECURITY: a foreign host must not be able to fail a pull).
     for kind in _kinds(desc, profile):
         first_error: PullError | None = None
         for index, host in enumerate(hosts):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from refpull import _pipeline_io as io
 from refpull import mediatypes
+from refpull._downloads import Downloads
 from refpull.config import RegistryConfig
 from refpull.content import ContentStore
 from refpull.credentials import AuthConfig
@@ -46,7 +47,12 @@ from refpull.manifests import (
 )
 from refpull.profiles import Profile
 from refpull.resolve import resolve_steps
-from refpull.schema1 import Schema1Converter, blob_state, strip_signature
+from refpull.schema1 import (
+    Schema1Converter,
+    blob_state,
+    check_requested_digest,
+    strip_signature,
+)
 from refpull.transport import TransportSettings
 from refpull.unpack import SnapshotStore, apply_layers, chain_ids
 
@@ -180,7 +186,9 @@ class Puller:
         # behaviors.md HOST-006: the fetch phase builds its hosts (and tokens) afresh.
         with self._phase(hosts, location) as phase:
             try:
-                image = self._fetch(phase, target, location.repository, name)
+                image = self._fetch(
+                    phase, target, location.repository, name, pinned=image_ref.digest
+                )
                 chain_id = self._unpack(phase, image, location.repository, name)
             except PullError as exc:
                 raise io.prefixed(exc, str(exc), name) from exc
@@ -209,10 +217,16 @@ class Puller:
         self._progress(ProgressEvent(kind, name, digest, size))
 
     def _fetch(
-        self, phase: io.Phase, target: Descriptor, repo: str, name: str
+        self,
+        phase: io.Phase,
+        target: Descriptor,
+        repo: str,
+        name: str,
+        *,
+        pinned: str | None = None,
     ) -> _Image:
         if mediatypes.is_schema1(target.media_type):
-            return self._schema1(phase, target, repo, name)
+            return self._schema1(phase, target, repo, name, pinned=pinned)
         raw = io.read_blob(phase, self.content, target, repo)
         root, total, manifest_desc = target, target.size, target
         doc = parse_manifest(raw, target.media_type, digest=target.digest)
@@ -248,9 +262,18 @@ class Puller:
         )
 
     def _schema1(
-        self, phase: io.Phase, target: Descriptor, repo: str, name: str
+        self,
+        phase: io.Phase,
+        target: Descriptor,
+        repo: str,
+        name: str,
+        *,
+        pinned: str | None = None,
     ) -> _Image:
         raw = io.read_unverified(phase, target, repo, limit=_SCHEMA1_LIMIT)
+        if pinned is not None:
+            # catalog S1-004 (SECURITY): checked before anything in it is used.
+            check_requested_digest(raw, pinned)
         converter = Schema1Converter.parse(raw, self._profile)
         blobs = converter.blobs_to_fetch()
         self._download(phase, blobs, repo, name)
@@ -289,32 +312,66 @@ class Puller:
             # Seed: every layer is downloaded first (PULL-003), then recorded (PULL-006).
             self._download(phase, list(image.layers), repo, name)
             self._emit("recorded", name, image.target.digest, image.target.size)
+            chain_id = self._apply(phase, image, repo, name, ahead=None)
         else:
             # behaviors.md PULL-003 (1.6 unpacker): downloads start at the first layer
-            # whose chain snapshot is missing; layers below it are never fetched.
+            # whose chain snapshot is missing; layers below it are never fetched. They
+            # run in the background while the unpacker applies each layer as soon as
+            # its blob is committed (1.6.20 unpacker.go fetches and unpacks together).
             chains = chain_ids(image.diff_ids)
             first = next(
                 (i for i, c in enumerate(chains) if not self.snapshots.exists(c)),
                 len(chains),
             )
-            self._download(phase, list(image.layers[first:]), repo, name)
-
-        def fetch_missing(desc: Descriptor) -> None:
-            self._download(phase, [desc], repo, name)
-
-        chain_id = apply_layers(
-            self.content,
-            self.snapshots,
-            list(image.layers),
-            list(image.diff_ids),
-            self._profile,
-            fetch_missing=fetch_missing,
-        )
+            with self._start_downloads(
+                phase, image.layers[first:], repo, name
+            ) as ahead:
+                chain_id = self._apply(phase, image, repo, name, ahead=ahead)
         self._emit("unpacked", name, chain_id)
         if self._profile.record_after_unpack:
             # behaviors.md PULL-006 Δ1.6: the record appears only after a full success.
             self._emit("recorded", name, image.target.digest, image.target.size)
         return chain_id
+
+    def _apply(
+        self,
+        phase: io.Phase,
+        image: _Image,
+        repo: str,
+        name: str,
+        *,
+        ahead: Downloads | None,
+    ) -> str:
+        def fetch_missing(desc: Descriptor) -> None:
+            if ahead is None or not ahead.wait(desc):
+                self._download(phase, [desc], repo, name)
+
+        try:
+            chain_id = apply_layers(
+                self.content,
+                self.snapshots,
+                list(image.layers),
+                list(image.diff_ids),
+                self._profile,
+                fetch_missing=fetch_missing,
+            )
+        except BaseException:
+            if ahead is not None:
+                ahead.raise_first_error()  # a failed download wins, as before
+            raise
+        if ahead is not None:
+            ahead.raise_first_error()
+        return chain_id
+
+    def _start_downloads(
+        self, phase: io.Phase, blobs: Sequence[Descriptor], repo: str, name: str
+    ) -> Downloads:
+        limit = self._config.max_concurrent_downloads
+        return Downloads(
+            blobs,
+            lambda desc: self._fetch_one(phase, desc, repo, name),
+            limit=limit if limit > 0 else len(blobs),  # n <= 0: unlimited (PULL-002)
+        )
 
     def _download(
         self, phase: io.Phase, blobs: Sequence[Descriptor], repo: str, name: str

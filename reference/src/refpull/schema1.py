@@ -12,8 +12,9 @@ Flow (what containerd's ``remotes/docker/schema1`` converter does, in our own wo
 ``json.MarshalIndent(img, "", "   ")`` of image-spec's ``Image``), so ``image.config_desc``
 digest is the CRI image ID; ``image.manifest_desc`` is the new image target (S1-009).
 
-Schema1 content is never authenticated (S1-004): the JWS signature is not checked and the
-stripped payload is not compared with a requested digest, in both runtimes.
+The JWS signature is never checked (as in both runtimes). Unlike them, a manifest pulled
+by digest must match that digest before it is used (:func:`check_requested_digest`,
+catalog S1-004, SECURITY).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from refpull._compression import NONE, open_decompressed
 from refpull._goencode import encode_value, marshal_indent
 from refpull._gojson import GoJSONError, GoTime, decode_tree, decode_value
 from refpull.digest import Digest, DigestError, sha256_digest
-from refpull.errors import Schema1Error
+from refpull.errors import DigestMismatch, Schema1Error
 from refpull.manifests import Descriptor
 from refpull.profiles import Profile
 
@@ -41,6 +42,7 @@ __all__ = [
     "ConvertedImage",
     "Schema1Converter",
     "blob_state",
+    "check_requested_digest",
     "strip_signature",
 ]
 
@@ -112,6 +114,46 @@ def strip_signature(raw: bytes) -> bytes:
     except ValueError as exc:
         raise Schema1Error(f"invalid tail base 64 value: {exc}") from exc
     return raw[:length] + tail
+
+
+def check_requested_digest(raw: bytes, requested: str) -> None:
+    """Refuse a schema1 body that is not the content of the digest it was pulled by.
+
+    The digest may name the signature-stripped payload (what containerd computes,
+    S1-002) or the body as served (what some registries use, containerd#2840); either
+    is accepted, anything else is refused before the document is parsed.
+
+    Args:
+        raw: the manifest body as read (truncated at :data:`MANIFEST_SIZE_LIMIT`).
+        requested: the digest of the ``name@digest`` reference.
+
+    Raises:
+        DigestMismatch: neither the payload nor the body hashes to *requested*
+            (``…: failed precondition``, like a failed content commit).
+        DigestError: *requested* is not a valid digest.
+    """
+    # Deviation: containerd reads schema1 manifests straight from the fetcher and never
+    # compares them with the requested digest (behaviors.md S1-004 ⚠SEC, F-23); the
+    # reference checks, in every profile (catalog S1-004, SECURITY).
+    expected = Digest.parse(requested)
+    body = expected.new_hash()
+    body.update(raw)
+    actual = f"{expected.algorithm}:{body.hexdigest()}"
+    if actual == requested:
+        return
+    try:
+        payload = expected.new_hash()
+        payload.update(strip_signature(raw))
+        actual = f"{expected.algorithm}:{payload.hexdigest()}"
+    except Schema1Error:
+        pass  # no payload to compare: the body's digest is reported
+    if actual != requested:
+        raise DigestMismatch(
+            f"schema1 manifest does not match the requested digest {requested}: "
+            f"content is {actual}: failed precondition",
+            expected=requested,
+            actual=actual,
+        )
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,10 @@ class TransportSettings:
     write_timeout: float | None = 60.0
 
 
+#: Largest socket read (see _HandshakeTimeoutStream.read).
+_READ_SIZE = 1 << 20
+
+
 class _HandshakeTimeoutStream(httpcore.NetworkStream):
     """A network stream whose TLS handshake has its own, shorter deadline (TLS-006)."""
 
@@ -75,7 +79,11 @@ class _HandshakeTimeoutStream(httpcore.NetworkStream):
         self._handshake_timeout = handshake_timeout
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, timeout)
+        # httpcore asks for 64 KiB per read; each read then costs a round of h11
+        # parsing in Python (~8000 rounds per 512 MiB). Asking the socket for up to
+        # 1 MiB returns whatever is buffered, so large bodies arrive in far fewer,
+        # larger pieces; h11 accepts data of any length.
+        return self._inner.read(max(max_bytes, _READ_SIZE), timeout)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._inner.write(buffer, timeout)
