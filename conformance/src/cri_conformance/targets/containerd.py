@@ -11,23 +11,12 @@ different configuration means a restart (``reconfigure``).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
-from collections.abc import Mapping
 from pathlib import Path
 
-from cri_conformance.targets.base import (
-    Capability,
-    ImageInfo,
-    RegistrySetup,
-    TargetCrashed,
-    TargetEnvironment,
-)
-from cri_conformance.targets.cri import CRIClient
+from cri_conformance.targets._managed import ManagedTarget
+from cri_conformance.targets.base import Capability, RegistrySetup, TargetEnvironment
 
 __all__ = ["ContainerdTarget", "render_config"]
 
@@ -98,9 +87,10 @@ def render_config(
     return "\n".join(lines) + "\n"
 
 
-class ContainerdTarget:
+class ContainerdTarget(ManagedTarget):
     """containerd 1.6-style runtime started by the suite (``--target containerd``)."""
 
+    name = "containerd"
     capabilities = frozenset(
         {
             Capability.CONFIGURE_REGISTRIES,
@@ -125,36 +115,22 @@ class ContainerdTarget:
                 f"containerd binary {binary!r} not found: install Debian's 'containerd' "
                 "package (apt-get install -y containerd) or pass --containerd-bin"
             )
-        self.name = "containerd"
-        self.profile = profile
+        super().__init__(
+            workdir=Path(tempfile.mkdtemp(prefix="cri-conformance-containerd-")),
+            profile=profile,
+            setup=setup or RegistrySetup(),
+            environment=environment,
+            start_timeout=start_timeout,
+        )
         self.binary = resolved
-        self.environment = environment
-        self.setup = setup or RegistrySetup()
         self.config_version = config_version
-        self.start_timeout = start_timeout
-        self.workdir = Path(tempfile.mkdtemp(prefix="cri-conformance-containerd-"))
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._client: CRIClient | None = None
-        self.restarts = 0
         self.start()
 
-    # -- process management -------------------------------------------------
     @property
     def socket(self) -> Path:
         return self.workdir / "containerd.sock"
 
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "containerd.log"
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def _write_config(self) -> Path:
+    def _launch(self) -> list[str]:
         for sub in ("root", "state", "cni/bin", "cni/conf"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         text = render_config(self.workdir, self.setup, version=self.config_version)
@@ -164,99 +140,4 @@ class ContainerdTarget:
         # paths (/var/lib/containerd, /run/containerd) silently.
         if not path.read_text().strip() or str(self.workdir) not in path.read_text():
             raise RuntimeError(f"containerd config {path} was not written correctly")
-        return path
-
-    def start(self) -> None:
-        config = self._write_config()
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-        env.update(self.environment.as_environ())
-        log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            [self.binary, "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-        log.close()
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last_error = "socket never appeared"
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise TargetCrashed(
-                    f"containerd exited with {self._proc.returncode} during start-up",
-                    log_tail=self.log_tail(),
-                )
-            if self.socket.exists():
-                try:
-                    client = CRIClient(
-                        str(self.socket), api="auto", on_unavailable=self.log_tail
-                    )
-                    client.version()
-                except Exception as exc:  # not ready yet: retry until the deadline
-                    last_error = str(exc)
-                else:
-                    self._client = client
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise TargetCrashed(
-            f"containerd CRI plugin not ready after {self.start_timeout}s: {last_error}",
-            log_tail=self.log_tail(),
-        )
-
-    def stop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-    def restart(self) -> None:
-        self.stop()
-        self.restarts += 1
-        self.start()
-
-    def reconfigure(self, setup: RegistrySetup) -> None:
-        """Apply a new registry setup (containerd reads it only at start-up)."""
-        if setup != self.setup:
-            self.setup = setup
-            self.restart()
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    # -- CRI ------------------------------------------------------------------
-    @property
-    def client(self) -> CRIClient:
-        if self._client is None or not self.alive():
-            raise TargetCrashed("containerd is not running", log_tail=self.log_tail())
-        return self._client
-
-    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> str:
-        return self.client.pull(image, auth)
-
-    def status(self, image: str, *, verbose: bool = False) -> ImageInfo | None:
-        return self.client.status(image, verbose=verbose)
-
-    def list(self) -> list[ImageInfo]:
-        return self.client.list()
-
-    def remove(self, image: str) -> None:
-        self.client.remove(image)
+        return [self.binary, "--config", str(path)]

@@ -11,24 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from cri_conformance.targets._managed import ManagedTarget
 from cri_conformance.targets.base import (
     Capability,
     ImageInfo,
     RegistrySetup,
-    TargetCrashed,
     TargetEnvironment,
     TargetError,
 )
 from cri_conformance.targets.containerd import render_config
-from cri_conformance.targets.cri import CRIClient
 from refpull.config import parse_config
 from refpull.credentials import AuthConfig
 from refpull.errors import RefpullError
@@ -139,9 +134,10 @@ def _info(image: CRIImage, info: Mapping[str, str]) -> ImageInfo:
     )
 
 
-class ReferenceGrpcTarget:
+class ReferenceGrpcTarget(ManagedTarget):
     """``refpull serve`` in a subprocess, spoken to over its CRI unix socket."""
 
+    name = "reference-grpc"
     capabilities = frozenset(
         {
             Capability.CONFIGURE_REGISTRIES,
@@ -159,128 +155,26 @@ class ReferenceGrpcTarget:
         environment: TargetEnvironment,
         start_timeout: float = 30.0,
     ) -> None:
-        self.name = "reference-grpc"
-        self.profile = profile
-        self.workdir = workdir
-        self.setup = setup
-        self.environment = environment
-        self.start_timeout = start_timeout
-        self.restarts = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._client: CRIClient | None = None
-        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            workdir=workdir,
+            profile=profile,
+            setup=setup,
+            environment=environment,
+            start_timeout=start_timeout,
+        )
         self.start()
 
     @property
     def socket(self) -> Path:
         return self.workdir / "refpull.sock"
 
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "refpull.log"
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def start(self) -> None:
+    def _launch(self) -> list[str]:
         config = self.workdir / "config.toml"
-        config.write_text(
-            render_config(
-                self.workdir, self.setup, version=_config_version(self.profile)
-            )
-        )
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        env.update(self.environment.as_environ())
-        argv = [sys.executable, "-m", "refpull", "serve"]
-        argv += [
-            "--listen",
-            f"unix://{self.socket}",
-            "--root",
-            str(self.workdir / "root"),
+        version = _config_version(self.profile)
+        config.write_text(render_config(self.workdir, self.setup, version=version))
+        root = str(self.workdir / "root")
+        return [
+            *(sys.executable, "-m", "refpull", "serve"),
+            *("--listen", f"unix://{self.socket}", "--root", root),
+            *("--config", str(config), "--profile", self.profile),
         ]
-        argv += ["--config", str(config), "--profile", self.profile]
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise TargetCrashed(
-                    f"refpull serve exited with {self._proc.returncode}",
-                    log_tail=self.log_tail(),
-                )
-            if self.socket.exists():
-                try:
-                    client = CRIClient(
-                        str(self.socket), api="auto", on_unavailable=self.log_tail
-                    )
-                    client.version()
-                except Exception:  # not ready yet
-                    time.sleep(0.05)
-                    continue
-                self._client = client
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise TargetCrashed("refpull serve did not come up", log_tail=self.log_tail())
-
-    def stop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def restart(self) -> None:
-        self.stop()
-        self.restarts += 1
-        self.start()
-
-    def reconfigure(self, setup: RegistrySetup) -> None:
-        if setup != self.setup:
-            self.setup = setup
-            self.restart()
-
-    @property
-    def client(self) -> CRIClient:
-        if self._client is None or not self.alive():
-            raise TargetCrashed(
-                "refpull serve is not running", log_tail=self.log_tail()
-            )
-        return self._client
-
-    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> str:
-        return self.client.pull(image, auth)
-
-    def status(self, image: str, *, verbose: bool = False) -> ImageInfo | None:
-        return self.client.status(image, verbose=verbose)
-
-    def list(self) -> list[ImageInfo]:
-        return self.client.list()
-
-    def remove(self, image: str) -> None:
-        self.client.remove(image)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
