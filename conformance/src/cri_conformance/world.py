@@ -33,10 +33,13 @@ from registry_sim.sim import RegistrySim
 from registry_sim.tls import ClientCert
 from registry_sim.token_server import TokenServer
 
-__all__ = ["USERS", "World"]
+__all__ = ["HEADER_NAME", "HEADER_VALUE", "USERS", "World"]
 
 #: Users every authenticating registry and token server of the world knows.
 USERS = {"alice": "alice-secret", "bob": "bob-secret", "cfg-user": "cfg-secret"}
+
+#: The operator header every registry request carries where supported (HOST-008).
+HEADER_NAME, HEADER_VALUE = "X-Cri-Conformance", "operator-header"
 
 #: Named registries without auth, reached through the proxy (https).
 PLAIN_HOSTS = (
@@ -146,6 +149,11 @@ class World:
         self.untrusted = RegistrySim(tls=True)
         self.untrusted.start()
         self.closed_port = _closed_port()
+        # TLS-005: a CA file that starts as junk and is fixed between two pulls.
+        self.reload_ca = RegistrySim(tls=True)
+        self.reload_ca.start()
+        self.reload_ca_file = workdir / "reload-ca.pem"
+        self.reload_ca_file.write_text("not a certificate\n")
         self.client_cert: ClientCert = self.sim.client_cert("cri-conformance-client")
         self.sim.start()
 
@@ -196,6 +204,8 @@ class World:
                     f"http://127.0.0.1:{self.closed_port}",
                     "https://mirror-b.test",
                 ],
+                # TLS-005: a mirror whose CA file is replaced between pulls.
+                "reloadca.test": [self.reload_ca.url],
                 # TLS-001: a client certificate without its key.
                 "certonly.test": ["https://certonly-mirror.test"],
             },
@@ -217,7 +227,12 @@ class World:
                 "certonly-mirror.test": HostSettings(
                     cert_file=str(self.client_cert.cert_path)
                 ),
+                self.reload_ca.host_port: HostSettings(
+                    ca_file=str(self.reload_ca_file)
+                ),
             },
+            # HOST-008: an operator header for every registry request (1.6).
+            headers={HEADER_NAME: [HEADER_VALUE]},
         )
 
     # -- per test --------------------------------------------------------------------
@@ -244,6 +259,7 @@ class World:
             self.tls_http,
             self.untrusted_skip,
             self.untrusted,
+            self.reload_ca,
         ]
 
     def reset(self) -> None:

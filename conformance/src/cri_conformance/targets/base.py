@@ -84,6 +84,8 @@ class RegistrySetup:
     mirrors: Mapping[str, Sequence[str]] = field(default_factory=dict)
     configs: Mapping[str, HostSettings] = field(default_factory=dict)
     max_concurrent_downloads: int | None = None
+    #: ``registry.headers`` (containerd 1.5+; HOST-008): name -> values.
+    headers: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def merged(self, other: RegistrySetup) -> RegistrySetup:
         """Combine two setups; a host configured differently by both is an error."""
@@ -97,9 +99,13 @@ class RegistrySetup:
             if host in configs and configs[host] != settings:
                 raise ValueError(f"conflicting host configuration for {host!r}")
             configs[host] = settings
+        headers = {**self.headers, **other.headers}
         mcd = other.max_concurrent_downloads or self.max_concurrent_downloads
         return RegistrySetup(
-            mirrors=mirrors, configs=configs, max_concurrent_downloads=mcd
+            mirrors=mirrors,
+            configs=configs,
+            max_concurrent_downloads=mcd,
+            headers=headers,
         )
 
 

@@ -65,6 +65,11 @@ def render_config(
         f"  bin_dir = {_q(str(workdir / 'cni' / 'bin'))}",
         f"  conf_dir = {_q(str(workdir / 'cni' / 'conf'))}",
     ]
+    if setup.headers:
+        lines.append(f"[{cri}.registry.headers]")
+        for name in sorted(setup.headers):
+            values = ", ".join(_q(v) for v in setup.headers[name])
+            lines.append(f"  {_q(name)} = [{values}]")
     for host in sorted(setup.mirrors):
         endpoints = ", ".join(_q(e) for e in setup.mirrors[host])
         lines += [f"[{cri}.registry.mirrors.{_q(host)}]", f"  endpoint = [{endpoints}]"]

@@ -1,0 +1,128 @@
+"""Operator headers, TLS files re-read per pull, challenge parsing, realm transport, redirects to https.
+
+Catalog areas HOST, TLS, CHAL, TOKEN (behaviors.md §3, §4, §6, §7); upstream findings
+F-15, F-16, F-21.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from cri_conformance.scenario import Case
+from cri_conformance.world import HEADER_NAME, HEADER_VALUE
+from registry_sim.faults import Fault, Match, Redirect, SetHeader
+
+
+@pytest.mark.behavior("HOST-008")
+def test_operator_headers_reach_registry_requests_only_in_containerd_16(
+    case: Case,
+) -> None:
+    """``registry.headers`` are sent to the registry in 1.6, never to token servers."""
+    personality = case.world.tokens["standard"]
+    case.push(case.image(), "1", host=personality.registry)
+    case.pull(case.ref("1", host=personality.registry))
+    registry = case.exchanges(host=personality.registry)
+    assert registry
+    sent = {ex.header(HEADER_NAME) for ex in registry}
+    if case.profile == "containerd-1.6":
+        assert sent == {HEADER_VALUE}
+    else:
+        assert sent == {None}
+    token_host = f"auth.{personality.registry}"
+    token_exchanges = [ex for ex in case.world.exchanges() if ex.host == token_host]
+    assert token_exchanges
+    assert all(ex.header(HEADER_NAME) is None for ex in token_exchanges)
+
+
+@pytest.mark.behavior("TLS-005", "TLS-003")
+def test_ca_file_is_read_again_for_every_pull(case: Case) -> None:
+    """A CA file fixed between two pulls takes effect without a restart (TLS-005)."""
+    world = case.world
+    image = case.image()
+    world.reload_ca.push(image, f"{case.repo}:1")
+    world.reload_ca_file.write_text("not a certificate\n")
+    try:
+        # Junk PEM is accepted silently (TLS-003) but trusts nothing: refused.
+        case.pull_error(case.ref("1", host="reloadca.test"))
+        assert world.reload_ca.ca_path is not None
+        shutil.copyfile(world.reload_ca.ca_path, world.reload_ca_file)
+        assert case.pull(case.ref("1", host="reloadca.test")) == image.config_digest
+    finally:
+        world.reload_ca_file.write_text("not a certificate\n")
+
+
+def _challenge(case: Case, host: str, params: str) -> None:
+    """Make *host* answer this case's repository with a hand-written challenge."""
+    challenge = f'Bearer realm="https://auth.{host}/token",{params}'
+    case.world.add_fault(
+        Fault(Match(path=f"/{case.repo}/"), SetHeader("WWW-Authenticate", challenge)),
+        host=host,
+    )
+
+
+@pytest.mark.behavior("CHAL-002")
+def test_empty_quoted_param_ends_challenge_parsing_only_in_the_seed(case: Case) -> None:
+    """``empty=""`` before ``scope`` drops the scope in the seed; 1.6 parses on (CHAL-002)."""
+    host = case.world.tokens["standard"].registry
+    image = case.image()
+    case.push(image, "1", host=host)
+    scope = f"repository:{case.repo}:pull"
+    _challenge(case, host, f'empty="",service="{host}",scope="{scope}"')
+    server = case.world.tokens["standard"].token_server
+    if case.profile == "containerd-1.6":
+        assert case.pull(case.ref("1", host=host)) == image.config_digest
+        assert {r.service for r in server.requests} == {host}
+    else:
+        case.pull_error(case.ref("1", host=host))
+        assert server.requests == []
+
+
+@pytest.mark.behavior("CHAL-003")
+def test_bearer_challenge_without_realm_fails_the_pull(case: Case) -> None:
+    """A Bearer challenge with no realm cannot be answered: the pull fails."""
+    host = case.world.tokens["standard"].registry
+    case.push(case.image(), "1", host=host)
+    challenge = f'Bearer service="{host}",scope="repository:{case.repo}:pull"'
+    case.world.add_fault(
+        Fault(Match(path=f"/{case.repo}/"), SetHeader("WWW-Authenticate", challenge)),
+        host=host,
+    )
+    case.pull_error(case.ref("1", host=host))
+    assert case.world.tokens["standard"].token_server.requests == []
+
+
+@pytest.mark.behavior("TOKEN-007", "XPORT-001")
+def test_token_requests_use_the_endpoint_transport_and_proxy(case: Case) -> None:
+    """Token requests to a named realm go through the proxy over TLS (TOKEN-007)."""
+    personality = case.world.tokens["standard"]
+    case.push(case.image(), "1", host=personality.registry)
+    case.pull(case.ref("1", host=personality.registry))
+    token_host = f"auth.{personality.registry}"
+    token_exchanges = [ex for ex in case.world.exchanges() if ex.host == token_host]
+    assert token_exchanges
+    assert all(ex.proxied_via and ex.scheme == "https" for ex in token_exchanges)
+
+
+@pytest.mark.behavior("HOST-009")
+def test_redirect_from_plain_http_to_https_is_verified(case: Case) -> None:
+    """A loopback http registry redirecting blobs to an untrusted https host fails.
+
+    containerd 1.6 turns verification off for plain-http loopback endpoints, which
+    bites exactly here: the redirected TLS connection is not verified (HOST-009).
+    """
+    origin, storage = case.world.extra_http, case.world.untrusted
+    image = case.image()
+    origin.push(image, f"{case.repo}:1")
+    storage.push(image, f"{case.repo}:1")
+    origin.faults.add(
+        Fault(Match(method="GET", path="/blobs/"), Redirect(f"{storage.url}{{path}}"))
+    )
+    case.pull_error(case.ref("1", host=origin.host_port))
+    blob_gets = [
+        ex
+        for ex in case.exchanges(host=storage.host_port)
+        if ex.method == "GET" and "/blobs/" in ex.path
+    ]
+    assert blob_gets == []
