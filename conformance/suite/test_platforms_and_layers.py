@@ -268,7 +268,7 @@ def test_uncompressed_layers_are_applied(case: Case) -> None:
     assert case.pull(case.ref("1")) == image.config_digest
 
 
-# -- unpacking stays inside its root (SECURITY; no catalog ID yet) -----------------------
+# -- unpacking stays inside its root (PULL-012, SECURITY) --------------------------------
 
 
 FileMap = dict[str, bytes | str | FileSpec]
@@ -299,6 +299,7 @@ def _escaped_copies(root: Path | None, marker: str) -> list[Path]:
     return found
 
 
+@pytest.mark.behavior("PULL-012")
 @pytest.mark.parametrize(
     "kind",
     ["dotdot", "dotdot-nested", "absolute", "symlink-escape", "absolute-symlink"],

@@ -26,10 +26,11 @@ from cri_conformance.catalog import (
 from cri_conformance.coverage import compute_coverage, scan_file
 from refpull.profiles import Profile
 
-# behaviors.md §20: the count per area.
+# behaviors.md §20: the count per area, plus PULL-012 (unpacking stays inside its
+# root), a SECURITY behaviour of the project's own that behaviors.md leaves implicit.
 EXPECTED_COUNTS = {
     "REF": 13, "EP": 7, "HOST": 9, "TLS": 7, "AUTH": 10, "CHAL": 8, "TOKEN": 9,
-    "RES": 13, "FETCH": 8, "XPORT": 6, "PULL": 11, "S1": 10, "CRI": 7, "STORE": 10,
+    "RES": 13, "FETCH": 8, "XPORT": 6, "PULL": 12, "S1": 10, "CRI": 7, "STORE": 10,
     "ERR": 3, "CFG": 5,
 }  # fmt: skip
 CATALOG = load_catalog()
@@ -52,8 +53,8 @@ def test_schema_is_valid_draft_2020_12_and_every_file_validates() -> None:
         assert doc["area"].lower() == path.stem
 
 
-def test_catalog_holds_all_136_behaviours_with_the_counts_per_area() -> None:
-    assert len(CATALOG) == 136
+def test_catalog_holds_all_137_behaviours_with_the_counts_per_area() -> None:
+    assert len(CATALOG) == 137
     assert {a: len(CATALOG.areas[a]) for a in AREAS} == EXPECTED_COUNTS
 
 
@@ -258,7 +259,7 @@ def test_cli_lint_reports_ok_and_fails_on_a_broken_catalog(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["lint"]) == 0
-    assert "136 behaviours" in capsys.readouterr().out
+    assert "137 behaviours" in capsys.readouterr().out
     root = _broken_copy(tmp_path)
     _edit(root, "ref", lambda b: b.append(dict(b[0])))
     assert main(["--fixtures", str(root), "lint"]) == 1

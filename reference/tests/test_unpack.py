@@ -171,6 +171,7 @@ def test_opaque_marker_keeps_entries_of_the_same_layer(env: Env) -> None:
     assert (fs / "a/d/x").exists()
 
 
+@pytest.mark.behavior("PULL-012")
 @pytest.mark.parametrize(
     "entries",
     [
