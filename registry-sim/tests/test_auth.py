@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from registry_sim.access import Scope
-from registry_sim.auth import BasicAuth, NoAuth, TokenAuth
+from registry_sim.auth import AnyBasicAuth, BasicAuth, NoAuth, TokenAuth
 from registry_sim.tls import SigningKey, SimCA
 from registry_sim.token_server import TokenServer
 from registry_sim.tokens import (
@@ -686,3 +686,20 @@ def test_token_flow_through_the_registry_app(
         second = app.handle(Request("GET", path, headers=headers))
         assert second.status == 200
         app.check()
+
+
+def test_any_basic_auth_challenges_then_accepts_any_basic_credential() -> None:
+    policy = AnyBasicAuth(realm="r")
+    bare = Request(method="GET", path="/v2/")
+    challenge = policy.authorize(bare, None)
+    assert challenge is not None
+    assert challenge.status == 401
+    assert challenge.headers.get("WWW-Authenticate") == 'Basic realm="r"'
+    basic = Request(
+        method="GET", path="/v2/", headers=Headers([("Authorization", "Basic eDp5")])
+    )
+    assert policy.authorize(basic, None) is None
+    bearer = Request(
+        method="GET", path="/v2/", headers=Headers([("Authorization", "Bearer t")])
+    )
+    assert policy.authorize(bearer, None) is not None

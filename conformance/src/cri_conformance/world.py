@@ -26,7 +26,7 @@ from cri_conformance.targets.base import (
     TargetEnvironment,
 )
 from registry_sim.app import RegistryApp
-from registry_sim.auth import BasicAuth, TokenAuth
+from registry_sim.auth import AnyBasicAuth, BasicAuth, TokenAuth
 from registry_sim.faults import Fault, FaultSet
 from registry_sim.journal import Exchange, Journal
 from registry_sim.sim import RegistrySim
@@ -149,6 +149,9 @@ class World:
         self.untrusted = RegistrySim(tls=True)
         self.untrusted.start()
         self.closed_port = _closed_port()
+        # Replays of the AuthConfig vectors: loopback http, Basic, any credential.
+        self.any_basic = RegistrySim(auth=AnyBasicAuth())
+        self.any_basic.start()
         # TLS-005: a CA file that starts as junk and is fixed between two pulls.
         self.reload_ca = RegistrySim(tls=True)
         self.reload_ca.start()
@@ -260,6 +263,7 @@ class World:
             self.untrusted_skip,
             self.untrusted,
             self.reload_ca,
+            self.any_basic,
         ]
 
     def reset(self) -> None:

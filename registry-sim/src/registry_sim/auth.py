@@ -18,7 +18,7 @@ from registry_sim.tokens import TokenInvalid
 from registry_sim.wire import Request, Response
 from registry_sim.wire_errors import ErrorCode, error_response
 
-__all__ = ["BasicAuth", "NoAuth", "TokenAuth", "bearer_token"]
+__all__ = ["AnyBasicAuth", "BasicAuth", "NoAuth", "TokenAuth", "bearer_token"]
 
 
 def bearer_token(request: Request) -> str | None:
@@ -50,6 +50,26 @@ def _unauthorized(
             for a in scope.sorted_actions()
         ]
     return error_response(401, code, code.message, detail)
+
+
+class AnyBasicAuth:
+    """Challenge with Basic and accept whatever Basic credential comes back.
+
+    For recording what a client sends (the journal classifies the user), not for
+    checking passwords: replays of credential vectors use it.
+    """
+
+    def __init__(self, *, realm: str = "registry-sim") -> None:
+        self.realm = realm
+
+    def authorize(self, request: Request, scope: Scope | None) -> Response | None:
+        """None for any ``Authorization: Basic …``, else a Basic 401 challenge."""
+        value = request.headers.get("Authorization") or ""
+        if value[:6].lower() == "basic ":
+            return None
+        response = _unauthorized(scope)
+        response.headers.set("WWW-Authenticate", f"Basic realm={_quote(self.realm)}")
+        return response
 
 
 class NoAuth:
