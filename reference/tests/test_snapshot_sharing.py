@@ -8,6 +8,7 @@ byte-for-byte and stat-for-stat what it was, and nothing outside the root change
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import os
@@ -217,3 +218,27 @@ def test_copy_up_leaves_the_other_name_untouched(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.lstat(child).st_mode) == 0o640
     assert os.lstat(shared).st_nlink == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["child", "parent"]
+
+
+def test_link_tree_copies_when_a_link_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data")
+    os.chmod(src / "f", 0o640)
+    os.mkfifo(src / "p", 0o600)
+    os.symlink("f", src / "l")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EMLINK, "Too many links")
+
+    monkeypatch.setattr(os, "link", refuse)
+    link_tree(src, tmp_path / "dst")
+    dst = tmp_path / "dst"
+    assert (dst / "f").read_bytes() == b"data"
+    assert os.lstat(dst / "f").st_ino != os.lstat(src / "f").st_ino
+    assert stat.S_IMODE(os.lstat(dst / "f").st_mode) == 0o640
+    assert os.lstat(dst / "f").st_mtime_ns == os.lstat(src / "f").st_mtime_ns
+    assert stat.S_ISFIFO(os.lstat(dst / "p").st_mode)
+    assert os.readlink(dst / "l") == "f"

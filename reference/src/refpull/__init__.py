@@ -48,7 +48,6 @@ from refpull.errors import (
     VerificationError,
 )
 from refpull.explain import EndpointExplanation, Explanation, explain
-from refpull.grpc_server import CRIServer, serve
 from refpull.hosts import (
     CredentialsSource,
     RegistryHost,
@@ -100,7 +99,6 @@ __all__ = [
     "AuthConfig",
     "AuthError",
     "CRIImage",
-    "CRIServer",
     "Challenge",
     "ConfigError",
     "ContentStore",
@@ -183,7 +181,6 @@ __all__ = [
     "registry_hosts",
     "repo_digest_and_tag",
     "select_platform",
-    "serve",
     "sha256_digest",
     "split_registry_host",
     "ssl_context",

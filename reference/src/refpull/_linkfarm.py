@@ -45,13 +45,13 @@ def _copy_entry(source: str, target: str, mode: int) -> None:
     shutil.copystat(source, target, follow_symlinks=False)
 
 
-def _link_or_copy(source: str, target: str, mode: int) -> None:
+def _link_or_copy(source: str, target: str) -> None:
     try:
         os.link(source, target, follow_symlinks=False)
     except OSError as exc:
         if exc.errno not in _NO_LINK:
             raise
-        _copy_entry(source, target, mode)
+        _copy_entry(source, target, os.lstat(source).st_mode)
 
 
 def _copy_dir_meta(source: str, target: str, st: os.stat_result) -> None:
@@ -89,8 +89,7 @@ def link_tree(source: Path, target: Path) -> None:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, dst))
                 else:
-                    mode = entry.stat(follow_symlinks=False).st_mode
-                    _link_or_copy(entry.path, dst, mode)
+                    _link_or_copy(entry.path, dst)
     # Deepest first: a directory's times change while its children are created.
     for src_dir, dst_dir, st in reversed(finished):
         _copy_dir_meta(src_dir, dst_dir, st)

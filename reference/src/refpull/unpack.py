@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from refpull._bghash import BackgroundSHA256
 from refpull._compression import Reader, open_decompressed
 from refpull._linkfarm import link_tree
 from refpull._tar import extract_tar
@@ -125,7 +126,7 @@ class _HashingReader:
 
     def __init__(self, inner: Reader) -> None:
         self.inner = inner
-        self.hash = hashlib.sha256()
+        self.hash = BackgroundSHA256()  # refpull._bghash: overlaps the extraction
         self._pending = b""
 
     def at_eof(self) -> bool:
@@ -185,6 +186,7 @@ def _apply_one(
             # containerd diff/apply: "failed to extract layer <diffid>: <err>".
             raise UnpackError(f"failed to extract layer {diff_id}: {exc}") from exc
         finally:
+            hashing.hash.close()
             _drop_cached(blob)
     if calculated != diff_id:
         # behaviors.md PULL-005: seed quotes the calculated digest, 1.6 the expected.

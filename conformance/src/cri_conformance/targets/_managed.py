@@ -77,6 +77,14 @@ class ManagedTarget:
         env.update(self.environment.as_environ())
         return env
 
+    def boot(self) -> None:
+        """First start; on failure nothing of the target is left behind."""
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+
     def start(self) -> None:
         argv = self._launch()
         with self.log_path.open("ab") as log:

@@ -129,7 +129,7 @@ class ContainerdTarget(ManagedTarget):
         )
         self.binary = resolved
         self.config_version = config_version
-        self.start()
+        self.boot()
 
     @property
     def socket(self) -> Path:

@@ -162,7 +162,7 @@ class ReferenceGrpcTarget(ManagedTarget):
             environment=environment,
             start_timeout=start_timeout,
         )
-        self.start()
+        self.boot()
 
     @property
     def socket(self) -> Path:
