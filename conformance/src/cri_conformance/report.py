@@ -237,9 +237,15 @@ def _security_section(report: RunReport) -> Section:
             title = "; ".join(
                 b.title for i in f["behaviors"] if (b := report.catalog.get(i))
             )
-        rows.append((ids, title, f["verdict"], f["nodeid"], f["message"]))
-    header = ("behaviour", "title", "verdict", "case", "message")
+        rows.append((ids, title, f["verdict"], f["nodeid"], _brief(f["message"])))
+    header = ("behaviour", "title", "verdict", "case", "message (full evidence below)")
     return Section("Security findings", (Table(header, tuple(rows)),))
+
+
+def _brief(message: str, limit: int = 200) -> str:
+    """One line of at most *limit* characters for a table cell."""
+    line = " ".join(str(message).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _summary_section(report: RunReport) -> Section:
