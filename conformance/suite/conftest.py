@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cri_conformance.evidence import Evidence
 from cri_conformance.scenario import Case, case_repo
 from cri_conformance.targets.base import Capability, Target
 from cri_conformance.targets.factory import make_target
@@ -107,7 +108,11 @@ def configured(target: Target) -> Target:
 
 @pytest.fixture
 def case(
-    request: pytest.FixtureRequest, world: World, target: Target, profile: str
+    request: pytest.FixtureRequest,
+    world: World,
+    target: Target,
+    profile: str,
+    evidence: Evidence,
 ) -> Iterator[Case]:
     world.reset()
     nonce = secrets.token_hex(4)
@@ -119,6 +124,8 @@ def case(
         nonce=nonce,
     )
     yield c
+    evidence.add("CRI calls", "\n".join(c.calls) or "(none)")
+    evidence.add("registry journal", c.journal_text())
     _revive(target)
     c.cleanup()
     world.check()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from cri_conformance.scenario import Case
+from cri_conformance.targets.base import Capability
 
 
 def _manifest_hosts(case: Case) -> list[str]:
@@ -69,6 +70,7 @@ def test_docker_hub_names_are_fetched_from_registry_1_docker_io(case: Case) -> N
     """``docker.io`` maps to ``registry-1.docker.io`` over https via the proxy."""
     name = case.repo.replace("/", "-")
     image = case.image()
+    case.require(Capability.PROXY_ENVIRONMENT)
     case.world.sim.push(image, f"library/{name}:1", host="registry-1.docker.io")
     assert case.pull(f"{name}:1") == image.config_digest
     hub = [ex for ex in case.world.exchanges() if f"library/{name}" in ex.path]

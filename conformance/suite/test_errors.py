@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from cri_conformance.scenario import Case
+from cri_conformance.targets.base import Capability
 from registry_sim.faults import CorruptBody, Fault, Match, Redirect, Status
 from registry_sim.images import Config, Index
 
@@ -116,6 +117,7 @@ def test_undecodable_auth_is_not_echoed_in_the_error(case: Case) -> None:
 @pytest.mark.behavior("ERR-003")
 def test_signed_url_secret_is_not_echoed_in_the_error(case: Case) -> None:
     """A failing redirect to a signed URL does not put its signature in the error."""
+    case.require(Capability.PROXY_ENVIRONMENT)
     signature = f"sig{case.nonce}"
     image = case.image()
     case.push(image, "1")

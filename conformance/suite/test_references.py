@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from cri_conformance.scenario import Case
+from cri_conformance.targets.base import Capability
 
 HEX64 = "0123456789abcdef" * 4
 UPPER_HEX64 = HEX64.upper()
@@ -102,6 +103,7 @@ def test_familiar_names_normalize_to_docker_io_library(
     """Familiar Hub names become ``docker.io/library/<name>:latest`` (REF-001/003)."""
     name = _hub_name(case)
     image = case.image()
+    case.require(Capability.PROXY_ENVIRONMENT)
     case.world.sim.push(image, f"library/{name}:latest", host="registry-1.docker.io")
     assert case.pull(template.format(name=name)) == image.config_digest
     paths = _manifest_paths(case, host="registry-1.docker.io")
@@ -120,6 +122,7 @@ def test_registry_1_docker_io_is_not_a_familiar_domain(case: Case) -> None:
     """``registry-1.docker.io/<name>`` keeps its domain and gets no ``library/``."""
     name = _hub_name(case)
     image = case.image()
+    case.require(Capability.PROXY_ENVIRONMENT)
     case.world.sim.push(image, f"{name}:latest", host="registry-1.docker.io")
     assert case.pull(f"registry-1.docker.io/{name}") == image.config_digest
     assert f"/v2/{name}/manifests/latest" in _manifest_paths(case)
@@ -133,6 +136,7 @@ def test_port_without_a_slash_is_a_tag_of_a_hub_name(case: Case) -> None:
     """``name:5000`` has no domain: it is Hub's ``library/name`` tagged ``5000``."""
     name = _hub_name(case)
     image = case.image()
+    case.require(Capability.PROXY_ENVIRONMENT)
     case.world.sim.push(image, f"library/{name}:5000", host="registry-1.docker.io")
     assert case.pull(f"{name}:5000") == image.config_digest
     assert f"/v2/library/{name}/manifests/5000" in _manifest_paths(case)
@@ -230,6 +234,7 @@ def test_name_of_256_characters_is_rejected(case: Case) -> None:
 @pytest.mark.behavior("REF-006", "RES-007")
 def test_sha256_prefixed_hex_is_a_hub_repository_tag(case: Case) -> None:
     """``sha256:<hex>`` is repository ``library/sha256`` tagged ``<hex>`` (REF-006)."""
+    case.require(Capability.PROXY_ENVIRONMENT)
     error = case.pull_error(f"sha256:{HEX64}")
     assert error.code == "NOT_FOUND"
     assert f"/v2/library/sha256/manifests/{HEX64}" in _manifest_paths(
@@ -249,6 +254,7 @@ def test_sha512_digest_reference_is_requested_as_given(case: Case) -> None:
 @pytest.mark.behavior("REF-011")
 def test_underscore_host_is_still_contacted_as_a_host(case: Case) -> None:
     """``foo_bar.test/x`` parses domain-less, yet the resolver contacts that host."""
+    case.require(Capability.PROXY_ENVIRONMENT)
     error = case.pull_error(f"foo_bar.test/{case.repo}:1")
     # The proxy refuses the unknown name with 502: a transport error (Unknown).
     assert error.code == "UNKNOWN"

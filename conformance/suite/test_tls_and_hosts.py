@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from cri_conformance.scenario import Case
+from cri_conformance.targets.base import Capability
 
 
 def _paths(case: Case, sim_host_port: str) -> list[str]:
@@ -21,6 +22,7 @@ def test_docker_hub_default_endpoint_is_tried_twice_when_configured_as_mirror(
     case: Case,
 ) -> None:
     """A ``registry-1.docker.io`` mirror does not suppress the default: it repeats (EP-003)."""
+    case.require(Capability.PROXY_ENVIRONMENT, Capability.CONFIGURE_REGISTRIES)
     name = case.repo.replace("/", "-")
     case.pull_error(f"{name}:1")
     heads = [

@@ -14,7 +14,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from cri_conformance.targets.base import ImageInfo, Target, TargetError
+import pytest
+
+from cri_conformance.targets.base import Capability, ImageInfo, Target, TargetError
 from cri_conformance.world import World
 from registry_sim.images import Config, Image, Layer
 from registry_sim.journal import Exchange
@@ -40,6 +42,23 @@ class Case:
     repo: str
     nonce: str
     pulled: list[str] = field(default_factory=list)
+    #: The CRI calls of this case and what came back, for the report's evidence.
+    calls: list[str] = field(default_factory=list)
+
+    def require(self, *capabilities: str) -> None:
+        """Report the case UNSUPPORTED unless the target has every capability."""
+        missing = [c for c in capabilities if c not in self.target.capabilities]
+        if missing:
+            pytest.skip(
+                f"unsupported: needs {', '.join(missing)}, which the suite cannot "
+                f"give the {self.target.name} target"
+            )
+
+    def _require_for(self, host: str | None) -> None:
+        if host is not None and not host.startswith(("127.", "[::1]", "localhost")):
+            # A named host is reached through the suite's proxy, and most named hosts
+            # exist only in the registry setup the suite gives the runtime.
+            self.require(Capability.PROXY_ENVIRONMENT, Capability.CONFIGURE_REGISTRIES)
 
     # -- images ----------------------------------------------------------------------
     def layer(self, index: int = 0, *, size: int = 512) -> Layer:
@@ -65,6 +84,7 @@ class Case:
         self, image: object, tag: str | None = "1", *, host: str | None = None
     ) -> str:
         """Store *image* in this case's repository; returns the root digest."""
+        self._require_for(host)
         reference = f"{self.repo}:{tag}" if tag else self.repo
         return self.world.sim.push(image, reference, host=host)  # type: ignore[arg-type]
 
@@ -76,6 +96,7 @@ class Case:
         digest: str | None = None,
     ) -> str:
         """The image reference a runtime pulls for this case's repository."""
+        self._require_for(host)
         registry = host or self.world.sim.host_port
         ref = f"{registry}/{self.repo}"
         if tag:
