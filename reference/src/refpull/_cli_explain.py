@@ -12,11 +12,8 @@ import json
 import sys
 from typing import Any
 
-from refpull.config import RegistryConfig, default_config, load_config
-from refpull.credentials import AuthConfig
-from refpull.errors import RefpullError
+from refpull._cli_common import InputError, add_input_arguments, read_inputs
 from refpull.explain import EndpointExplanation, Explanation, explain
-from refpull.profiles import PROFILES, Profile, get_profile
 
 __all__ = ["add_parser", "run"]
 
@@ -36,23 +33,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "image", metavar="IMAGE", help="image reference as given to CRI"
     )
-    parser.add_argument("--config", metavar="FILE", help="containerd config.toml")
-    parser.add_argument(
-        "--auth-json",
-        metavar="FILE|-",
-        help="CRI AuthConfig as JSON (username, password, auth, server_address, ...)",
-    )
-    parser.add_argument(
-        "--profile",
-        choices=sorted(PROFILES),
-        default="containerd-1.6",
-        help="runtime generation to model (default: containerd-1.6)",
-    )
+    add_input_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
-
-
-class _InputError(Exception):
-    """The command's own input is unusable (exit 2)."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,10 +47,8 @@ def run(args: argparse.Namespace) -> int:
         0, 1 or 2 as described in the module docstring.
     """
     try:
-        profile = get_profile(args.profile)
-        config = _load_config(args.config, profile)
-        auth = _load_auth(args.auth_json)
-    except _InputError as exc:
+        profile, config, auth = read_inputs(args)
+    except InputError as exc:
         print(f"refpull explain: error: {exc}", file=sys.stderr)
         return 2
     result = explain(args.image, config, auth, profile)
@@ -77,39 +57,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_render(result))
     return 1 if result.error else 0
-
-
-def _load_config(path: str | None, profile: Profile) -> RegistryConfig:
-    if path is None:
-        return default_config(profile)
-    try:
-        return load_config(path, profile)
-    except RefpullError as exc:
-        raise _InputError(f"config {path}: {exc}") from exc
-
-
-def _load_auth(source: str | None) -> AuthConfig | None:
-    if source is None:
-        return None
-    try:
-        text = sys.stdin.read() if source == "-" else _read_text(source)
-        data = json.loads(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _InputError(f"cannot read auth JSON {source}: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        # The position, not the text: the document holds secrets.
-        raise _InputError(f"auth JSON {source} is not valid JSON ({exc.msg})") from exc
-    if not isinstance(data, dict):
-        raise _InputError(f"auth JSON {source} must be an object")
-    try:
-        return AuthConfig.from_mapping(data)
-    except (TypeError, ValueError) as exc:
-        raise _InputError(f"auth JSON {source}: {exc}") from exc
-
-
-def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
 
 
 def _yes(flag: bool) -> str:

@@ -11,29 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from refpull._cli_explain import _InputError, _load_auth, _load_config
+from refpull._cli_common import (
+    InputError,
+    add_input_arguments,
+    proxy_environ,
+    read_inputs,
+)
 from refpull.errors import RefpullError
-from refpull.profiles import PROFILES, get_profile
 from refpull.puller import ProgressEvent, Puller
 
 __all__ = ["add_parser", "run"]
 
 # Go's http.ProxyFromEnvironment reads these (and REQUEST_METHOD, the CGI guard).
-_PROXY_VARS = (
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "REQUEST_METHOD",
-)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -54,16 +48,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--root", metavar="DIR", default="refpull-root", help="content and snapshots"
     )
-    parser.add_argument("--config", metavar="FILE", help="containerd config.toml")
-    parser.add_argument(
-        "--auth-json", metavar="FILE|-", help="CRI AuthConfig as JSON (or - for stdin)"
-    )
-    parser.add_argument(
-        "--profile",
-        choices=sorted(PROFILES),
-        default="containerd-1.6",
-        help="runtime generation to model (default: containerd-1.6)",
-    )
+    add_input_arguments(parser)
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="print only the image ID")
     output.add_argument("--json", action="store_true", help="progress as JSON lines")
@@ -103,14 +88,12 @@ def run(args: argparse.Namespace) -> int:
         0, 1 or 2 as described in the module docstring.
     """
     try:
-        profile = get_profile(args.profile)
-        config = _load_config(args.config, profile)
-        auth = _load_auth(args.auth_json)
-    except _InputError as exc:
+        profile, config, auth = read_inputs(args)
+    except InputError as exc:
         print(f"refpull pull: error: {exc}", file=sys.stderr)
         return 2
     mode = "quiet" if args.quiet else "json" if args.json else "text"
-    environ = {name: os.environ[name] for name in _PROXY_VARS if name in os.environ}
+    environ = proxy_environ()
     puller = Puller(
         root=Path(args.root),
         config=config,

@@ -11,7 +11,6 @@ read here, and only here (XPORT-001).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -19,8 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from refpull._cli_explain import _InputError, _load_config
-from refpull._cli_pull import _PROXY_VARS
+from refpull._cli_common import InputError, load_config_arg, proxy_environ
 from refpull.errors import RefpullError
 from refpull.grpc_server import serve
 from refpull.profiles import PROFILES, get_profile
@@ -59,9 +57,9 @@ def _socket_path(listen: str) -> Path:
     if listen.startswith("unix://"):
         listen = listen.removeprefix("unix://")
     elif "://" in listen:
-        raise _InputError(f"--listen {listen!r}: only unix:// sockets are served")
+        raise InputError(f"--listen {listen!r}: only unix:// sockets are served")
     if not listen.startswith("/"):
-        raise _InputError(f"--listen {listen!r}: the socket path must be absolute")
+        raise InputError(f"--listen {listen!r}: the socket path must be absolute")
     return Path(listen)
 
 
@@ -76,12 +74,12 @@ def run(args: argparse.Namespace) -> int:
     """
     try:
         profile = get_profile(args.profile)
-        config = _load_config(args.config, profile)
+        config = load_config_arg(args.config, profile)
         socket_path = _socket_path(args.listen)
-    except _InputError as exc:
+    except InputError as exc:
         print(f"refpull serve: error: {exc}", file=sys.stderr)
         return 2
-    environ = {name: os.environ[name] for name in _PROXY_VARS if name in os.environ}
+    environ = proxy_environ()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -36,17 +36,7 @@ Malformed = Literal[
     "extra-layers-key",
     "extra-manifests-key",
 ]
-MALFORMED_KINDS: tuple[Malformed, ...] = (
-    "bad-protected-base64",
-    "format-length-beyond-body",
-    "negative-format-length",
-    "non-integer-format-length",
-    "bad-tail",
-    "no-signatures",
-    "format-length-zero",
-    "extra-layers-key",
-    "extra-manifests-key",
-)
+MALFORMED_KINDS: tuple[Malformed, ...] = get_args(Malformed)
 _SIGNED_AT = "2024-01-01T00:00:00Z"
 _P256_ORDER = int(
     "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16
