@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from registry_sim.auth import TokenAuth
-from registry_sim.images import Image, Index, Schema1, load_recipe
+from registry_sim.images import Image, Index, Layer, Schema1, load_recipe
 from registry_sim.sim import RegistrySim
 from registry_sim.tls import SimCA
 from registry_sim.token_server import TokenServer
@@ -150,3 +150,35 @@ def test_skopeo_copies_a_signed_schema1_by_its_payload_digest(
     manifest = json.loads((out / "manifest.json").read_bytes())
     assert manifest["schemaVersion"] == 1
     assert len(manifest["fsLayers"]) == len(image.entries)
+
+
+def test_skopeo_pulls_over_mtls_with_a_client_certificate(tmp_path: Path) -> None:
+    """mTLS: skopeo presents a client certificate from the run's CA and pulls."""
+    if shutil.which(SKOPEO) is None and not Path(SKOPEO).exists():
+        pytest.fail(f"{SKOPEO} is missing: install the Debian package skopeo")
+    with SimCA(directory=tmp_path) as ca, RegistrySim(tls=ca, mtls=True) as sim:
+        image = Image.schema2([Layer.random(2048, seed="mtls")], nonce="skopeo-mtls")
+        sim.push(image, "t/mtls:1")
+        client = sim.client_cert("skopeo")
+        certs = tmp_path / "certs"
+        certs.mkdir()
+        ca.write_ca(certs / "ca.crt")
+        shutil.copyfile(client.cert_path, certs / "client.cert")
+        shutil.copyfile(client.key_path, certs / "client.key")
+        env = Env(sim, certs, TokenServer(signing=ca.signing_key()))
+        args = ["inspect", "--raw", "--cert-dir", str(certs), env.ref("t/mtls:1")]
+        assert env.skopeo(*args, home=tmp_path).stdout == image.manifest
+        # Without the client certificate the handshake is refused.
+        bare = tmp_path / "bare"
+        bare.mkdir()
+        ca.write_ca(bare / "ca.crt")
+        refused = env.skopeo(
+            "inspect",
+            "--raw",
+            "--cert-dir",
+            str(bare),
+            env.ref("t/mtls:1"),
+            home=tmp_path,
+        )
+        assert refused.returncode != 0
+        assert any(ex.path == "/v2/t/mtls/manifests/1" for ex in sim.journal.exchanges)
