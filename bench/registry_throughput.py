@@ -300,15 +300,17 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     sims: list[SimProcess] = []
     try:
         print(f"building and loading a {args.size_mib} MiB blob into registry-sim ...")
-        sims.append(SimProcess([*common, "--storage", str(tmp / "sim-http")]))
+        sims.append(
+            SimProcess([*common, "--sendfile", "--storage", str(tmp / "sim-http")])
+        )
         sims.append(SimProcess([*common, "--tls", "--storage", str(tmp / "sim-tls")]))
-        copy_args = [*common, "--no-sendfile", "--storage", str(tmp / "sim-copy")]
+        copy_args = [*common, "--storage", str(tmp / "sim-copy")]
         sims.append(SimProcess(copy_args))
-        sim_http = Target("registry-sim http", sims[0].info["serving"], None)
+        sim_http = Target("registry-sim http sendfile", sims[0].info["serving"], None)
         sim_tls = Target(
             "registry-sim https", sims[1].info["serving"], Path(sims[1].info["ca"])
         )
-        sim_copy = Target("registry-sim http copy", sims[2].info["serving"], None)
+        sim_copy = Target("registry-sim http (default)", sims[2].info["serving"], None)
         _, big = fetch_image(sim_http.url, "bench/big")
         blob_digest = big["layers"][0]["digest"]
         small_manifest, small = fetch_image(sim_http.url, "bench/small")

@@ -93,6 +93,7 @@ def target(
         cri_api=_option(pytestconfig, "--cri-api", "auto") or "auto",
         containerd_bin=_option(pytestconfig, "--containerd-bin", "containerd")
         or "containerd",
+        cri_config_hook=_option(pytestconfig, "--cri-config-hook"),
     )
     yield t
     t.close()

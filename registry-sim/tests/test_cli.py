@@ -155,7 +155,7 @@ FLAGS = (
     "--impersonate",
     "--allow-non-loopback",
     "--log-requests",
-    "--no-sendfile",
+    "--sendfile",
 )
 
 

@@ -14,7 +14,12 @@ from typing import Any
 
 import grpc
 
-from cri_conformance.targets.base import ImageInfo, TargetCrashed, TargetError
+from cri_conformance.targets.base import (
+    Capability,
+    ImageInfo,
+    TargetCrashed,
+    TargetError,
+)
 from refpull._cri import (
     api_v1_pb2,
     api_v1_pb2_grpc,
@@ -148,13 +153,26 @@ def _image_info(image: Any, info: dict[str, str]) -> ImageInfo:
 
 
 class CRITarget:
-    """A runtime someone else started and configured: the suite only talks to it."""
+    """A runtime someone else started: the suite talks to it, and configures it only
+    through the user's hook (``--cri-config-hook``)."""
 
     capabilities: frozenset[str] = frozenset()
 
-    def __init__(self, endpoint: str, *, profile: str, api: str = "auto") -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        profile: str,
+        api: str = "auto",
+        config_hook: Callable[[], None] | None = None,
+    ) -> None:
         self.name = "cri"
         self.profile = profile
+        if config_hook is not None:
+            config_hook()
+            self.capabilities = frozenset(
+                {Capability.CONFIGURE_REGISTRIES, Capability.PROXY_ENVIRONMENT}
+            )
         self._client = CRIClient(endpoint, api=api)
 
     @property

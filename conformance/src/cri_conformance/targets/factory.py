@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+from functools import partial
 from pathlib import Path
 
 from cri_conformance.targets.base import RegistrySetup, Target, TargetEnvironment
 
-__all__ = ["TARGET_KINDS", "make_target"]
+__all__ = ["TARGET_KINDS", "make_target", "run_config_hook"]
 
 TARGET_KINDS = ("reference", "reference-grpc", "cri", "containerd")
 
@@ -21,6 +25,7 @@ def make_target(
     cri_endpoint: str | None = None,
     cri_api: str = "auto",
     containerd_bin: str = "containerd",
+    cri_config_hook: str | None = None,
 ) -> Target:
     """Start (or connect to) the target under test.
 
@@ -60,5 +65,40 @@ def make_target(
 
         if not cri_endpoint:
             raise ValueError("--target cri needs --cri-endpoint unix:///path/to.sock")
-        return CRITarget(cri_endpoint, profile=profile, api=cri_api)
+        hook = None
+        if cri_config_hook:
+            hook = partial(
+                run_config_hook, cri_config_hook, workdir, setup, environment
+            )
+        return CRITarget(cri_endpoint, profile=profile, api=cri_api, config_hook=hook)
     raise ValueError(f"unknown target {kind!r} (one of {', '.join(TARGET_KINDS)})")
+
+
+def run_config_hook(
+    command: str, workdir: Path, setup: RegistrySetup, environment: TargetEnvironment
+) -> None:
+    """Hand the session's registry setup to the user's runtime through *command*.
+
+    The hook gets a containerd ``config.toml`` (version 2) holding the setup's
+    registry section, the proxy URL and the CA bundle, in ``CRI_CONFORMANCE_CONFIG``,
+    ``CRI_CONFORMANCE_PROXY`` and ``CRI_CONFORMANCE_CA_FILE``.
+
+    Raises:
+        RuntimeError: the hook failed (its output is in the message).
+    """
+    from cri_conformance.targets.containerd import render_config
+
+    config = workdir / "cri-config-hook.toml"
+    config.write_text(render_config(workdir, setup, version=2))
+    env = dict(os.environ)
+    env["CRI_CONFORMANCE_CONFIG"] = str(config)
+    env["CRI_CONFORMANCE_PROXY"] = environment.http_proxy or ""
+    env["CRI_CONFORMANCE_CA_FILE"] = environment.ca_bundle or ""
+    done = subprocess.run(
+        shlex.split(command), env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"--cri-config-hook {command!r} failed with {done.returncode}: "
+            f"{(done.stderr or done.stdout).strip()[-2000:]}"
+        )
