@@ -350,7 +350,11 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             f"/v2/bench/big/blobs/{blob_digest}",
             args.runs,
         )
-        pairs = [("http", "http"), ("http copy", "http"), ("https", "https")]
+        pairs = [
+            ("http (default)", "http"),
+            ("http sendfile", "http"),
+            ("https", "https"),
+        ]
         for sim_kind, dr_kind in pairs:
             ratio = (
                 speeds[f"registry-sim {sim_kind}"]
