@@ -12,6 +12,7 @@ import pytest
 
 from cri_conformance.scenario import Case
 from cri_conformance.targets.base import TargetError
+from registry_sim.faults import Delay, Fault, Match
 
 ALICE = {"username": "alice", "password": "alice-secret"}
 
@@ -71,3 +72,23 @@ def test_each_phase_fetches_its_own_token(case: Case) -> None:
     case.push(case.image(layers=2), "1", host=host)
     case.pull(case.ref("1", host=host))
     assert len(case.world.tokens["standard"].token_server.requests) == 2
+
+
+@pytest.mark.behavior("TOKEN-006", "CHAL-004")
+def test_a_token_expiring_mid_pull_is_not_renewed(case: Case) -> None:
+    """A token that expires during the fetch phase is not renewed: the pull fails (F-14).
+
+    The registry delays its manifest answer past the token's one-second life, so the
+    blob requests that follow carry an expired token; the runtime keeps retrying with
+    the cached one instead of asking the token server again.
+    """
+    host = case.world.tokens["short-lived"].registry
+    server = case.world.tokens["short-lived"].token_server
+    case.push(case.image(), "1", host=host)
+    case.world.add_fault(
+        Fault(Match(method="GET", path=r"/manifests/sha256:"), Delay(2.5)), host=host
+    )
+    case.pull_error(case.ref("1", host=host))
+    # One token for resolution, one for the fetch phase: none after the expiry.
+    assert len(server.requests) == 2
+    assert any(ex.status == 401 and "/blobs/" in ex.path for ex in case.exchanges())

@@ -129,6 +129,19 @@ class World:
             auth=TokenAuth(plain_realm, realm="http://plain-auth.test/token"),
         )
         self.tokens["plain-realm"] = _TokenHost("plainrealm.test", plain_realm)
+        # TOKEN-006 (F-14): tokens that expire one second after they are issued.
+        short = TokenServer(
+            signing=ca.signing_key(),
+            users=USERS,
+            service="shortlived.test",
+            expires_in=1,
+        )
+        self.sim.add_host("auth.shortlived.test", short)
+        self._add(
+            "shortlived.test",
+            auth=TokenAuth(short, realm="https://auth.shortlived.test/token"),
+        )
+        self.tokens["short-lived"] = _TokenHost("shortlived.test", short)
         relative = TokenServer(
             signing=ca.signing_key(), users=USERS, service="relrealm.test"
         )
