@@ -5,13 +5,17 @@ Catalog areas STORE, CRI, FETCH (behaviors.md §13, §14); upstream findings F-2
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from cri_conformance.scenario import Case
-from cri_conformance.targets.base import TargetError
+from cri_conformance.targets.base import Capability, TargetCrashed, TargetError
 from cri_conformance.targets.cri import CRIClient
+from registry_sim.faults import Drip, Fault, Match
+from registry_sim.images import Image, Layer
 
 
 @pytest.mark.behavior("STORE-006", "STORE-005")
@@ -77,3 +81,39 @@ def test_present_content_is_not_downloaded_again(case: Case) -> None:
     case.pull(case.ref("1"))
     assert any("/manifests/" in ex.path for ex in case.exchanges())
     assert case.blob_gets() == []
+
+
+@pytest.mark.behavior("STORE-009", "PULL-006")
+def test_restart_after_a_kill_mid_pull_lists_no_broken_image(case: Case) -> None:
+    """SIGKILL during a blob download, restart: nothing half-pulled is listed (F-29).
+
+    The seed's own comment asks what happens when the client is killed mid-pull;
+    a runtime must not come back serving an image whose content never arrived,
+    and the same pull must then succeed.
+    """
+    case.require(Capability.RESTART)
+    image = Image.schema2(
+        [Layer.random(192 * 1024, seed=f"{case.nonce}-kill")], nonce=case.nonce
+    )
+    case.push(image, "1")
+    layer = str(image.layer_descriptors[0]["digest"])
+    case.world.add_fault(Fault(Match(path=layer + "$"), Drip(16 * 1024)))
+    errors: list[BaseException] = []
+
+    def pull() -> None:
+        try:
+            case.target.pull(case.ref("1"))
+        except (TargetError, TargetCrashed) as exc:
+            errors.append(exc)
+
+    puller = threading.Thread(target=pull)
+    puller.start()
+    time.sleep(1.5)  # the layer is dripping now
+    case.target.kill()  # type: ignore[attr-defined]
+    puller.join(timeout=30)
+    case.target.restart()  # type: ignore[attr-defined]
+    assert errors, "the pull finished before the runtime was killed"
+    assert case.status(case.ref("1")) is None
+    assert image.config_digest not in {info.id for info in case.target.list()}
+    case.world.faults().clear()
+    assert case.pull(case.ref("1")) == image.config_digest

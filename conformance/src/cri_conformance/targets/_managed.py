@@ -140,6 +140,13 @@ class ManagedTarget:
             proc.kill()
             proc.wait(timeout=5)
 
+    def kill(self) -> None:
+        """SIGKILL the runtime (a crash, as far as it can tell); ``restart`` revives it."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
