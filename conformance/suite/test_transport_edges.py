@@ -7,12 +7,15 @@ F-15, F-16, F-21.
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 
 from cri_conformance.scenario import Case
+from cri_conformance.targets.base import TargetError
+from cri_conformance.targets.cri import CRIClient
 from cri_conformance.world import HEADER_NAME, HEADER_VALUE
-from registry_sim.faults import Fault, Match, Redirect, SetHeader
+from registry_sim.faults import Delay, Fault, Match, Redirect, SetHeader
 
 
 @pytest.mark.behavior("HOST-008")
@@ -126,3 +129,26 @@ def test_redirect_from_plain_http_to_https_is_verified(case: Case) -> None:
         if ex.method == "GET" and "/blobs/" in ex.path
     ]
     assert blob_gets == []
+
+
+@pytest.mark.behavior("XPORT-002")
+def test_a_silent_registry_stalls_the_pull_until_the_callers_deadline(
+    case: Case,
+) -> None:
+    """No response timeout: a registry that answers nothing holds the pull until the
+    CRI caller's deadline expires (DEADLINE_EXCEEDED), not a runtime error (F-24)."""
+    client = getattr(case.target, "client", None)
+    if not isinstance(client, CRIClient):
+        pytest.skip("unsupported: a call deadline needs a CRI endpoint")
+    image = case.image()
+    case.push(image, "1")
+    case.world.add_fault(Fault(Match(method="HEAD", path="/manifests/1$"), Delay(3)))
+    impatient = CRIClient(client.endpoint, api=client.api, timeout=1.0)
+    try:
+        with pytest.raises(TargetError) as raised:
+            impatient.pull(case.ref("1"))
+        assert raised.value.code == "DEADLINE_EXCEEDED"
+    finally:
+        impatient.close()
+        time.sleep(3)  # let the abandoned pull finish before cleaning up
+        case.pulled.append(case.ref("1"))
