@@ -239,3 +239,17 @@ def _chain_id(diff_ids: list[str]) -> str:
     for diff_id in diff_ids[1:]:
         chain = "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
     return chain
+
+
+@pytest.mark.behavior("PULL-004", "FETCH-008")
+@pytest.mark.parametrize("order", [(0, 1, 0), (0, 0)], ids=["A-B-A", "A-A"])
+def test_duplicate_layers_pull_and_each_blob_downloads_once(
+    case: Case, order: tuple[int, ...]
+) -> None:
+    """A manifest listing one layer twice pulls, fetching that blob once (F-27)."""
+    layers = [case.layer(0), case.layer(1)]
+    image = Image.schema2([layers[i] for i in order], nonce=f"{case.nonce}-dup")
+    case.push(image, "1")
+    assert case.pull(case.ref("1")) == image.config_digest
+    for layer in {layers[i].digest for i in order}:
+        assert len(case.blob_gets([layer])) == 1
