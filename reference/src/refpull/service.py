@@ -7,16 +7,12 @@ for ``[imageID, repoTag, repoDigest]`` create the managed record and update the 
 by :func:`grpc_code` alone.
 
 PULL-006 decision. The seed's ``client.Pull`` writes the record for the pulled name
-before unpack finishes, so a failed unpack leaves it behind, and the CRI event monitor
-adds it to the CRI store (STORE-009). The catalog's seed text says the image "can stay
-visible through ImageStatus and ListImages", and the conformance suite asserts it, so
-for the seed the reference writes the record at the same moment (the puller's
-``recorded`` event) and keeps serving that image (repo tag only) although its snapshot
-is missing, until it is removed or re-pulled (never after a layer was refused as
-unsafe). That is the only exception to the
-project rule that nothing not fully pulled and unpacked is served: after a restart such
-an image is NOT READY like any other (reported in ``startup_problems``, not served), and
-an image whose *content* is incomplete is never served.
+before unpack finishes, so a failed unpack leaves it behind and the CRI event monitor
+can show it (STORE-009; the catalog's seed text: the image "can stay visible"). The
+reference writes that early record at the same moment (the puller's ``recorded``
+event) but drops it when the pull fails, and serves only READY images: nothing of a
+failed pull is left or listed, in any profile (the project rule; a Deviation for the
+seed, which the suite accepts because the catalog only says "can").
 
 Concurrency: identical concurrent pulls (same reference and credentials) share one pull
 (single flight, upstream-issues F-26); the record phase of a pull and a removal exclude
@@ -27,7 +23,6 @@ what a killed process left (ingests, unfinished snapshots, unreferenced blobs).
 from __future__ import annotations
 
 import builtins
-import concurrent.futures
 import contextlib
 import json
 import shutil
@@ -38,25 +33,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from refpull import manifests as mf
 from refpull import mediatypes
 from refpull._gourl import go_quote
+from refpull._grpc_codes import ServiceError, grpc_code
+from refpull._reachable import reachable
 from refpull.config import RegistryConfig
 from refpull.content import ContentStore
 from refpull.credentials import AuthConfig
 from refpull.errors import (
-    AlreadyExists,
-    DigestMismatch,
-    InvalidArgument,
     InvalidReference,
-    NoMatchingPlatform,
-    NotFound,
     NotFoundInStore,
     RefpullError,
-    SizeMismatch,
 )
 from refpull.imageref import ImageRef, parse_docker_ref
-from refpull.images import ImageRecords, ImageStore, InvalidImage
+from refpull.images import ImageRecords, ImageStore
 from refpull.index import (
     AmbiguousImage,
     CRIImage,
@@ -72,7 +62,7 @@ from refpull.records import (
     record_pulled_image,
     repo_digest_and_tag,
 )
-from refpull.unpack import SnapshotStore, chain_ids
+from refpull.unpack import SnapshotStore
 
 __all__ = [
     "FilesystemUsage",
@@ -81,70 +71,6 @@ __all__ = [
     "ServiceError",
     "grpc_code",
 ]
-
-# Typed classes first (errdefs classes in Go's cause chain), then the class text that
-# errdefs errors end with when wrapped (errors.Wrap keeps the class as the suffix).
-_CLASS_CODES: tuple[tuple[type[BaseException], str], ...] = (
-    (NotFoundInStore, "NOT_FOUND"),
-    (NotFound, "NOT_FOUND"),
-    (NoMatchingPlatform, "NOT_FOUND"),
-    (AlreadyExists, "ALREADY_EXISTS"),
-    (DigestMismatch, "FAILED_PRECONDITION"),
-    (SizeMismatch, "FAILED_PRECONDITION"),
-    (InvalidImage, "INVALID_ARGUMENT"),
-    (InvalidArgument, "INVALID_ARGUMENT"),
-    (concurrent.futures.CancelledError, "CANCELLED"),
-)
-_SUFFIX_CODES = (
-    (": not found", "NOT_FOUND"),
-    (": already exists", "ALREADY_EXISTS"),
-    (": failed precondition", "FAILED_PRECONDITION"),
-    (": invalid argument", "INVALID_ARGUMENT"),
-    (": unavailable", "UNAVAILABLE"),
-    (": not implemented", "UNIMPLEMENTED"),
-    ("context canceled", "CANCELLED"),
-    ("context deadline exceeded", "DEADLINE_EXCEEDED"),
-)
-
-
-def grpc_code(exc: BaseException) -> str:
-    """The gRPC status code name containerd answers for *exc* (behaviors.md ERR-001).
-
-    The innermost classified error of the ``__cause__`` chain decides (Go
-    ``errors.Cause`` + ``errdefs.ToGRPC``): NotFound, AlreadyExists,
-    FailedPrecondition (digest/size commit mismatch), InvalidArgument, Unavailable,
-    Unimplemented, Canceled, DeadlineExceeded; anything else is ``UNKNOWN``.
-
-    Args:
-        exc: the error, usually a :class:`ServiceError`.
-
-    Returns:
-        A ``grpc.StatusCode`` member name, e.g. ``"NOT_FOUND"``.
-    """
-    chain: list[BaseException] = []
-    error: BaseException | None = exc
-    while error is not None and error not in chain:
-        chain.append(error)
-        error = error.__cause__
-    for error in reversed(chain):
-        for cls, code in _CLASS_CODES:
-            if isinstance(error, cls):
-                return code
-        if isinstance(error, RefpullError) and not isinstance(error, ServiceError):
-            text = str(error)
-            for suffix, code in _SUFFIX_CODES:
-                if text.endswith(suffix):
-                    return code
-    return "UNKNOWN"
-
-
-class ServiceError(RefpullError):
-    """An ImageService call failed; ``grpc_code`` is the status to answer with."""
-
-    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
-        super().__init__(message)
-        self.__cause__ = cause
-        self.grpc_code = grpc_code(self)
 
 
 class PullerLike(Protocol):
@@ -278,10 +204,9 @@ class ImageService:
                 self._gc_pending = True
                 return [], []
             self._gc_pending = False
-            blobs: set[str] = set()
-            chains: set[str] = set()
-            for record in self.store.list():
-                self._mark(record.target, blobs, chains)
+            blobs, chains = reachable(
+                [record.target for record in self.store.list()], self.content
+            )
             dead_blobs = [d for d in self.content.list() if d not in blobs]
             for digest in dead_blobs:
                 with contextlib.suppress(NotFoundInStore):
@@ -290,30 +215,6 @@ class ImageService:
             for chain in dead_chains:
                 self.snapshots.remove(chain)
         return dead_blobs, dead_chains
-
-    def _mark(self, desc: Descriptor, blobs: set[str], chains: set[str]) -> None:
-        # containerd GC: everything reachable from a record's target stays, including
-        # every chain snapshot below an image's top layer.
-        blobs.add(desc.digest)
-        if not self.content.has(desc.digest):
-            return
-        try:
-            doc = mf.parse_manifest(
-                self.content.read_bytes(desc.digest),
-                desc.media_type,
-                digest=desc.digest,
-            )
-        except RefpullError:
-            return
-        if isinstance(doc, mf.ImageIndex):
-            for child in doc.manifests:
-                self._mark(child, blobs, chains)
-            return
-        blobs.add(doc.config.digest)
-        blobs.update(layer.digest for layer in doc.layers)
-        with contextlib.suppress(RefpullError):
-            config = mf.parse_image_config(self.content.read_bytes(doc.config.digest))
-            chains.update(chain_ids(config.diff_ids))
 
     # -- PullImage ----------------------------------------------------------------------
 
