@@ -151,7 +151,7 @@ class _InFlight:
         return response
 
 
-@pytest.mark.behavior("PULL-002")
+@pytest.mark.behavior("PULL-002", "CFG-002")
 def test_concurrent_downloads_are_bounded_by_the_default_of_three(case: Case) -> None:
     """No more than ``max_concurrent_downloads`` (3) blob GETs are in flight at once."""
     image = case.image(layers=7)
