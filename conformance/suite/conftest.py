@@ -15,7 +15,7 @@ import pytest
 
 from cri_conformance.evidence import Evidence
 from cri_conformance.scenario import Case, case_repo
-from cri_conformance.targets.base import Capability, Target
+from cri_conformance.targets.base import Target
 from cri_conformance.targets.factory import make_target
 from cri_conformance.world import World
 
@@ -100,14 +100,6 @@ def target(
 
 
 @pytest.fixture
-def configured(target: Target) -> Target:
-    """The target, when the suite could give it the world's registry configuration."""
-    if Capability.CONFIGURE_REGISTRIES not in target.capabilities:
-        pytest.skip("unsupported: the suite cannot configure this target's registries")
-    return target
-
-
-@pytest.fixture
 def case(
     request: pytest.FixtureRequest,
     world: World,
@@ -138,8 +130,3 @@ def _revive(target: Target) -> None:
     restart = getattr(target, "restart", None)
     if callable(alive) and callable(restart) and not alive():
         restart()
-
-
-@pytest.fixture
-def tmp(tmp_path: Path) -> Path:
-    return tmp_path
