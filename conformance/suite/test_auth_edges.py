@@ -92,3 +92,16 @@ def test_a_token_expiring_mid_pull_is_not_renewed(case: Case) -> None:
     # One token for resolution, one for the fetch phase: none after the expiry.
     assert len(server.requests) == 2
     assert any(ex.status == 401 and "/blobs/" in ex.path for ex in case.exchanges())
+
+
+@pytest.mark.behavior("CHAL-005", "CHAL-004")
+def test_a_token_rejected_with_an_error_ends_the_retries(case: Case) -> None:
+    """A 401 carrying ``error=`` for a repeated request means the credentials failed:
+    no new token, no more retries (CHAL-005)."""
+    host = case.world.tokens["denied"].registry
+    server = case.world.tokens["denied"].token_server
+    case.push(case.image(), "1", host=host)
+    case.pull_error(case.ref("1", host=host))
+    heads = [ex for ex in case.exchanges(host=host) if ex.method == "HEAD"]
+    assert [ex.auth is not None for ex in heads] == [False, True]
+    assert len(server.requests) == 1

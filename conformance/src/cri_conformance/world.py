@@ -142,6 +142,16 @@ class World:
             auth=TokenAuth(short, realm="https://auth.shortlived.test/token"),
         )
         self.tokens["short-lived"] = _TokenHost("shortlived.test", short)
+        # CHAL-005: a token server that grants nothing to anonymous clients.
+        denied = TokenServer(
+            signing=ca.signing_key(), users=USERS, service="denied.test", anonymous={}
+        )
+        self.sim.add_host("auth.denied.test", denied)
+        self._add(
+            "denied.test",
+            auth=TokenAuth(denied, realm="https://auth.denied.test/token"),
+        )
+        self.tokens["denied"] = _TokenHost("denied.test", denied)
         relative = TokenServer(
             signing=ca.signing_key(), users=USERS, service="relrealm.test"
         )
