@@ -149,3 +149,21 @@ def test_wrong_password_fails_after_a_bounded_number_of_attempts(case: Case) -> 
         ex for ex in case.exchanges(host="basic.test") if "/manifests/" in ex.path
     ]
     assert 1 < len(manifest_requests) <= 6
+
+
+@pytest.mark.behavior("CFG-003")
+@pytest.mark.parametrize(
+    ("host", "user"),
+    [("auths-a.test", "alice"), ("auths-b.test", "bob")],
+    ids=["first-entry", "second-entry"],
+)
+def test_deprecated_auths_follow_the_profile(case: Case, host: str, user: str) -> None:
+    """URL-keyed ``registry.auths``: 1.6 uses each entry for its host, the seed none."""
+    image = case.image()
+    case.push(image, "1", host=host)
+    if case.profile == "containerd-1.6":
+        assert case.pull(case.ref("1", host=host)) == image.config_digest
+        assert set(_basic_users(case, host)) - {None} == {user}
+    else:
+        case.pull_error(case.ref("1", host=host))
+        assert set(_basic_users(case, host)) == {None}

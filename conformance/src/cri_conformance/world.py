@@ -101,6 +101,8 @@ class World:
             "cfg-auth.test",
             "creds-mirror.test",
             "creds-mirrored.test",
+            "auths-a.test",  # CFG-003: the deprecated auths pair
+            "auths-b.test",
         ):
             self._add(name, auth=BasicAuth(users=USERS))
         self.tokens: dict[str, _TokenHost] = {}
@@ -259,6 +261,13 @@ class World:
             },
             # HOST-008: an operator header for every registry request (1.6).
             headers={HEADER_NAME: [HEADER_VALUE]},
+            # CFG-003: deprecated auths, keyed by URL as documented.
+            auths={
+                "https://auths-a.test": AuthSpec(
+                    username="alice", password="alice-secret"
+                ),
+                "https://auths-b.test": AuthSpec(username="bob", password="bob-secret"),
+            },
         )
 
     # -- per test --------------------------------------------------------------------

@@ -86,6 +86,8 @@ class RegistrySetup:
     max_concurrent_downloads: int | None = None
     #: ``registry.headers`` (containerd 1.5+; HOST-008): name -> values.
     headers: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: deprecated ``registry.auths`` (CFG-003): key as written -> credential.
+    auths: Mapping[str, AuthSpec] = field(default_factory=dict)
 
     def merged(self, other: RegistrySetup) -> RegistrySetup:
         """Combine two setups; a host configured differently by both is an error."""
@@ -100,12 +102,14 @@ class RegistrySetup:
                 raise ValueError(f"conflicting host configuration for {host!r}")
             configs[host] = settings
         headers = {**self.headers, **other.headers}
+        auths = {**self.auths, **other.auths}
         mcd = other.max_concurrent_downloads or self.max_concurrent_downloads
         return RegistrySetup(
             mirrors=mirrors,
             configs=configs,
             max_concurrent_downloads=mcd,
             headers=headers,
+            auths=auths,
         )
 
 

@@ -70,6 +70,12 @@ def render_config(
         for name in sorted(setup.headers):
             values = ", ".join(_q(v) for v in setup.headers[name])
             lines.append(f"  {_q(name)} = [{values}]")
+    for key in sorted(setup.auths):
+        lines.append(f"[{cri}.registry.auths.{_q(key)}]")
+        for name in ("username", "password", "auth", "identitytoken"):
+            value = getattr(setup.auths[key], name)
+            if value:
+                lines.append(f"  {name} = {_q(value)}")
     for host in sorted(setup.mirrors):
         endpoints = ", ".join(_q(e) for e in setup.mirrors[host])
         lines += [f"[{cri}.registry.mirrors.{_q(host)}]", f"  endpoint = [{endpoints}]"]
