@@ -14,36 +14,29 @@ from pathlib import Path
 import pytest
 
 from cri_conformance.evidence import Evidence
+from cri_conformance.options import SuiteOptions
 from cri_conformance.scenario import Case, case_repo
 from cri_conformance.targets.base import Target
 from cri_conformance.targets.factory import make_target
 from cri_conformance.world import World
 
 
-def _option(config: pytest.Config, name: str, default: str | None = None) -> str | None:
-    try:
-        value = config.getoption(name)
-    except ValueError:
-        return default
-    return default if value is None else str(value)
-
-
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """Collect the differential cases only with ``--compare-with reference``."""
     if collection_path.name == "test_differential.py":
-        return _option(config, "--compare-with") is None
+        return config.getoption("compare_with") is None
     return None
 
 
 @pytest.fixture(scope="session")
 def reference_twin(
-    pytestconfig: pytest.Config,
+    suite_options: SuiteOptions,
     world: World,
     profile: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Target]:
     """The reference under the target's profile, for differential comparison."""
-    other = _option(pytestconfig, "--compare-with")
+    other = suite_options.compare_with
     if other != "reference":
         pytest.skip(f"unsupported: --compare-with {other!r} (only 'reference')")
     twin = make_target(
@@ -65,35 +58,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 @pytest.fixture(scope="session")
-def target_kind(pytestconfig: pytest.Config) -> str:
-    return _option(pytestconfig, "--target", "reference") or "reference"
-
-
-@pytest.fixture(scope="session")
-def profile(pytestconfig: pytest.Config, target_kind: str) -> str:
-    default = "containerd-1.6" if target_kind == "containerd" else "seed"
-    return _option(pytestconfig, "--profile", default) or default
+def profile(suite_options: SuiteOptions) -> str:
+    """The behaviour profile the target is graded against (``--profile``)."""
+    return suite_options.profile
 
 
 @pytest.fixture(scope="session")
 def target(
-    pytestconfig: pytest.Config,
+    suite_options: SuiteOptions,
     world: World,
-    target_kind: str,
-    profile: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Target]:
     t = make_target(
-        target_kind,
-        profile=profile,
+        suite_options.target,
+        profile=suite_options.profile,
         workdir=tmp_path_factory.mktemp("target"),
         setup=world.setup(),
         environment=world.environment(),
-        cri_endpoint=_option(pytestconfig, "--cri-endpoint"),
-        cri_api=_option(pytestconfig, "--cri-api", "auto") or "auto",
-        containerd_bin=_option(pytestconfig, "--containerd-bin", "containerd")
-        or "containerd",
-        cri_config_hook=_option(pytestconfig, "--cri-config-hook"),
+        cri_endpoint=suite_options.cri_endpoint,
+        cri_api=suite_options.cri_api,
+        containerd_bin=suite_options.containerd_bin or "containerd",
+        cri_config_hook=suite_options.cri_config_hook,
     )
     yield t
     t.close()

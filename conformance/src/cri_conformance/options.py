@@ -48,6 +48,7 @@ class SuiteOptions:
     cri_endpoint: str | None = None
     cri_api: str = "auto"
     containerd_bin: str | None = None
+    cri_config_hook: str | None = None
     expectations: Path | None = None
     compare_with: str | None = None
     baseline: Path | None = None
@@ -120,6 +121,7 @@ def resolve_options(config: pytest.Config) -> SuiteOptions:
         cri_endpoint=get("cri_endpoint"),
         cri_api=cri_api,
         containerd_bin=get("containerd_bin"),
+        cri_config_hook=get("cri_config_hook"),
         expectations=path("expectations"),
         compare_with=get("compare_with"),
         baseline=path("baseline"),

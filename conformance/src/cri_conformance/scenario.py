@@ -140,10 +140,6 @@ class Case:
             found = [ex for ex in found if _host_matches(ex.host, host)]
         return found
 
-    def hosts_in_order(self) -> list[str]:
-        """Distinct hosts contacted for this repository, in order of first contact."""
-        return list(dict.fromkeys(ex.host for ex in self.exchanges()))
-
     def blob_gets(self, digests: Sequence[str] | None = None) -> list[Exchange]:
         gets = [
             ex for ex in self.exchanges() if ex.method == "GET" and "/blobs/" in ex.path

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cri_conformance.targets.base import (
+    Capability,
     ImageInfo,
     RegistrySetup,
     TargetCrashed,
@@ -30,7 +31,13 @@ class ManagedTarget:
     """Common life cycle of a runtime process spoken to over its CRI socket."""
 
     name = "managed"
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset(
+        {
+            Capability.CONFIGURE_REGISTRIES,
+            Capability.PROXY_ENVIRONMENT,
+            Capability.RESTART,
+        }
+    )
 
     def __init__(
         self,

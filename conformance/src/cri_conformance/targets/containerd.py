@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from cri_conformance.targets._managed import ManagedTarget
-from cri_conformance.targets.base import Capability, RegistrySetup, TargetEnvironment
+from cri_conformance.targets.base import RegistrySetup, TargetEnvironment
 
 __all__ = ["ContainerdTarget", "render_config"]
 
@@ -102,13 +102,6 @@ class ContainerdTarget(ManagedTarget):
     """containerd 1.6-style runtime started by the suite (``--target containerd``)."""
 
     name = "containerd"
-    capabilities = frozenset(
-        {
-            Capability.CONFIGURE_REGISTRIES,
-            Capability.PROXY_ENVIRONMENT,
-            Capability.RESTART,
-        }
-    )
 
     def __init__(
         self,

@@ -138,13 +138,6 @@ class ReferenceGrpcTarget(ManagedTarget):
     """``refpull serve`` in a subprocess, spoken to over its CRI unix socket."""
 
     name = "reference-grpc"
-    capabilities = frozenset(
-        {
-            Capability.CONFIGURE_REGISTRIES,
-            Capability.PROXY_ENVIRONMENT,
-            Capability.RESTART,
-        }
-    )
 
     def __init__(
         self,
