@@ -33,6 +33,9 @@ from registry_sim.images import Image, Layer
 from registry_sim.sim import RegistrySim
 
 MiB = 1024 * 1024
+# Every puller gets a proxy on a closed loopback port: the registry is on loopback
+# (never proxied), so nothing can reach past it even by mistake.
+NO_WAY_OUT = TargetEnvironment(http_proxy="http://127.0.0.1:9")
 
 
 def build_image(directory: Path, size_mib: int, layers: int, seed: str) -> Image:
@@ -47,6 +50,7 @@ def build_image(directory: Path, size_mib: int, layers: int, seed: str) -> Image
 def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     """Run *argv*; return (wall seconds, peak RSS in KiB of that child)."""
     start = time.perf_counter()
+    env = {**os.environ, **NO_WAY_OUT.as_environ(), **(env or {})}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
@@ -81,9 +85,7 @@ def bench_containerd(ref: str) -> float | None:
         return None
     from cri_conformance.targets.containerd import ContainerdTarget
 
-    target = ContainerdTarget(
-        environment=TargetEnvironment(no_proxy="*"), setup=RegistrySetup()
-    )
+    target = ContainerdTarget(environment=NO_WAY_OUT, setup=RegistrySetup())
     try:
         start = time.perf_counter()
         target.pull(ref)
