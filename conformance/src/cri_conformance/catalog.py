@@ -32,6 +32,7 @@ import jsonschema
 __all__ = [
     "AREAS",
     "PROFILE_NAMES",
+    "SCOPES",
     "UPSTREAM_FINDINGS",
     "Behavior",
     "Catalog",
@@ -49,6 +50,9 @@ AREAS = (
     "FETCH", "XPORT", "PULL", "S1", "CRI", "STORE", "ERR", "CFG",
 )  # fmt: skip
 PROFILE_NAMES = ("seed", "containerd-1.6")
+#: Which runtimes a behaviour binds: every CRI runtime, the containerd family (the seed
+#: and its descendants, per profile) or the CRI-O family (CRI-O and containers/image).
+SCOPES = ("cri", "containerd", "crio")
 #: upstream-issues.md findings; each is attached to at least one behaviour.
 UPSTREAM_FINDINGS = tuple(f"F-{n:02d}" for n in range(1, 34))
 
@@ -83,6 +87,7 @@ class Behavior:
     statement: str
     level: str
     kind: str
+    scope: str = "containerd"
     sources: tuple[Source, ...]
     observable: str
     upstream: tuple[str, ...] = ()
@@ -90,6 +95,10 @@ class Behavior:
     profiles: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     finding: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     switches: tuple[str, ...] = ()
+
+    def binds(self, family: str) -> bool:
+        """True when the behaviour binds runtimes of *family* (``containerd``, ``crio``)."""
+        return self.scope in ("cri", family)
 
     @property
     def strict(self) -> bool:
@@ -111,6 +120,7 @@ class Behavior:
             statement=data["statement"],
             level=data["level"],
             kind=data["kind"],
+            scope=data["scope"],
             sources=tuple(
                 Source(ref=s["ref"], url=s.get("url")) for s in data["sources"]
             ),
