@@ -78,6 +78,7 @@ def target(
         cri_endpoint=suite_options.cri_endpoint,
         cri_api=suite_options.cri_api,
         containerd_bin=suite_options.containerd_bin or "containerd",
+        crio_bin=suite_options.crio_bin,
         cri_config_hook=suite_options.cri_config_hook,
     )
     yield t

@@ -1,8 +1,8 @@
 """The suite's command-line options and Hypothesis profiles (used by the pytest plugin).
 
 Environment variables are read here, as option defaults, and nowhere else below
-tox.ini (STYLE.md point 7): ``CRI_ENDPOINT``, ``CRI_API``, ``CONTAINERD_BIN`` and
-``HYPOTHESIS_PROFILE``.
+tox.ini (STYLE.md point 7): ``CRI_ENDPOINT``, ``CRI_API``, ``CONTAINERD_BIN``,
+``CRIO_BIN`` and ``HYPOTHESIS_PROFILE``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from refpull.profiles import PROFILES
 __all__ = [
     "CRI_APIS",
     "GRADING_OPTIONS",
+    "RUNTIME_PROFILES",
     "TARGETS",
     "SuiteOptions",
     "add_options",
@@ -25,7 +26,10 @@ __all__ = [
     "resolve_options",
 ]
 
-TARGETS = ("reference", "reference-grpc", "cri", "containerd")
+TARGETS = ("reference", "reference-grpc", "cri", "containerd", "crio")
+#: Profiles of runtimes the reference does not model: a CRI-O is graded on the
+#: CRI-wide behaviours and its own family's (catalog scope), never the reference.
+RUNTIME_PROFILES = ("crio-1.36",)
 CRI_APIS = ("v1", "v1alpha2", "auto")
 #: Giving any of these switches the plugin into graded mode.
 GRADING_OPTIONS = (
@@ -48,6 +52,7 @@ class SuiteOptions:
     cri_endpoint: str | None = None
     cri_api: str = "auto"
     containerd_bin: str | None = None
+    crio_bin: str | None = None
     cri_config_hook: str | None = None
     expectations: Path | None = None
     compare_with: str | None = None
@@ -63,7 +68,7 @@ def add_options(parser: pytest.Parser) -> None:
     add("--target", choices=TARGETS, help="what to grade (default: reference)")
     add(
         "--profile",
-        choices=sorted(PROFILES),
+        choices=sorted(PROFILES) + list(RUNTIME_PROFILES),
         help="behaviour profile (default: seed for reference targets, "
         "containerd-1.6 for cri and containerd)",
     )
@@ -82,6 +87,11 @@ def add_options(parser: pytest.Parser) -> None:
         "--containerd-bin",
         default=env.get("CONTAINERD_BIN"),
         help="containerd binary for --target containerd (env CONTAINERD_BIN)",
+    )
+    add(
+        "--crio-bin",
+        default=env.get("CRIO_BIN"),
+        help="crio binary for --target crio, pinns next to it (env CRIO_BIN)",
     )
     add(
         "--cri-config-hook",
@@ -106,6 +116,14 @@ def resolve_options(config: pytest.Config) -> SuiteOptions:
     get = config.getoption
     target = get("target") or "reference"
     default_profile = "seed" if target.startswith("reference") else "containerd-1.6"
+    if target == "crio":
+        default_profile = "crio-1.36"
+    profile = get("profile") or default_profile
+    if target.startswith("reference") and profile in RUNTIME_PROFILES:
+        raise pytest.UsageError(
+            f"--profile {profile} has no reference model: use it with --target crio "
+            "or --target cri"
+        )
     cri_api = get("cri_api")
     if cri_api not in CRI_APIS:
         raise pytest.UsageError(f"--cri-api must be one of {CRI_APIS}, not {cri_api!r}")
@@ -116,11 +134,12 @@ def resolve_options(config: pytest.Config) -> SuiteOptions:
 
     return SuiteOptions(
         target=target,
-        profile=get("profile") or default_profile,
+        profile=profile,
         report_dir=path("report_dir"),
         cri_endpoint=get("cri_endpoint"),
         cri_api=cri_api,
         containerd_bin=get("containerd_bin"),
+        crio_bin=get("crio_bin"),
         cri_config_hook=get("cri_config_hook"),
         expectations=path("expectations"),
         compare_with=get("compare_with"),

@@ -261,6 +261,15 @@ class World:
             },
             # HOST-008: an operator header for every registry request (1.6).
             headers={HEADER_NAME: [HEADER_VALUE]},
+            # Plain-http loopback registries: a runtime speaking https by default
+            # (CRI-O) must be told; containerd uses http for loopback anyway (EP-004).
+            insecure_hosts=(
+                self.sim.host_port,
+                self.any_basic.host_port,
+                self.extra_http.host_port,
+                self.tls_http.host_port,
+                f"127.0.0.1:{self.closed_port}",
+            ),
             # CFG-003: deprecated auths, keyed by URL as documented.
             auths={
                 "https://auths-a.test": AuthSpec(

@@ -88,6 +88,10 @@ class RegistrySetup:
     headers: Mapping[str, Sequence[str]] = field(default_factory=dict)
     #: deprecated ``registry.auths`` (CFG-003): key as written -> credential.
     auths: Mapping[str, AuthSpec] = field(default_factory=dict)
+    #: ``host:port`` of registries served over plain http (or with certificates
+    #: nobody verifies): a runtime that speaks https by default must be told (CRI-O:
+    #: ``insecure = true`` in registries.conf); containerd needs nothing for loopback.
+    insecure_hosts: Sequence[str] = ()
 
     def merged(self, other: RegistrySetup) -> RegistrySetup:
         """Combine two setups; a host configured differently by both is an error."""
@@ -103,6 +107,7 @@ class RegistrySetup:
             configs[host] = settings
         headers = {**self.headers, **other.headers}
         auths = {**self.auths, **other.auths}
+        insecure = tuple(dict.fromkeys([*self.insecure_hosts, *other.insecure_hosts]))
         mcd = other.max_concurrent_downloads or self.max_concurrent_downloads
         return RegistrySetup(
             mirrors=mirrors,
@@ -110,6 +115,7 @@ class RegistrySetup:
             max_concurrent_downloads=mcd,
             headers=headers,
             auths=auths,
+            insecure_hosts=insecure,
         )
 
 

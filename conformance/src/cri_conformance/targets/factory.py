@@ -12,7 +12,7 @@ from cri_conformance.targets.base import RegistrySetup, Target, TargetEnvironmen
 
 __all__ = ["TARGET_KINDS", "make_target", "run_config_hook"]
 
-TARGET_KINDS = ("reference", "reference-grpc", "cri", "containerd")
+TARGET_KINDS = ("reference", "reference-grpc", "cri", "containerd", "crio")
 
 
 def make_target(
@@ -25,6 +25,7 @@ def make_target(
     cri_endpoint: str | None = None,
     cri_api: str = "auto",
     containerd_bin: str = "containerd",
+    crio_bin: str | None = None,
     cri_config_hook: str | None = None,
 ) -> Target:
     """Start (or connect to) the target under test.
@@ -59,6 +60,18 @@ def make_target(
             profile=profile,
             environment=environment,
             setup=setup,
+        )
+    if kind == "crio":
+        from cri_conformance.targets.crio import CrioTarget
+
+        if not crio_bin:
+            raise ValueError(
+                "--target crio needs --crio-bin PATH (or --runtime crio-1.36.3): build "
+                "it with 'python -m cri_conformance.runtimes build crio-1.36.3 "
+                "--upstream DIR'"
+            )
+        return CrioTarget(
+            binary=crio_bin, profile=profile, environment=environment, setup=setup
         )
     if kind == "cri":
         from cri_conformance.targets.cri import CRITarget

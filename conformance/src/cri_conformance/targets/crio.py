@@ -1,0 +1,130 @@
+"""A CRI-O the suite starts, configures and stops itself (``--target crio``).
+
+Everything lives in one private temp directory: storage root (vfs) and runroot, the
+socket, version and shutdown files, crio.conf, registries.conf, policy.json, the auth
+file, a private ``HOME`` whose ``.config/containers/certs.d`` holds the per-host TLS
+files, and the log. conmon and runc come from Debian's packages, ``pinns`` is built
+from the same source as ``crio`` (``cri_conformance.runtimes``). The process gets
+``HTTP(S)_PROXY`` at the simulator's loopback proxy and ``SSL_CERT_FILE`` at the run's
+CA, as every managed target does. Registry files are read at start-up, so a different
+setup means a restart (``reconfigure``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from cri_conformance.targets._crioconf import (
+    CrioFiles,
+    render_crio_config,
+    write_crio_files,
+)
+from cri_conformance.targets._managed import ManagedTarget
+from cri_conformance.targets.base import RegistrySetup, TargetEnvironment
+
+__all__ = ["CRIO_HELPERS", "CrioTarget"]
+
+#: Programs CRI-O runs beside itself, from Debian's packages.
+CRIO_HELPERS = {"conmon": "/usr/bin/conmon", "runc": "/usr/bin/runc"}
+
+
+class CrioTarget(ManagedTarget):
+    """CRI-O 1.36 started by the suite; profile ``crio-1.36``."""
+
+    name = "crio"
+
+    def __init__(
+        self,
+        *,
+        binary: str,
+        pinns: str | None = None,
+        profile: str = "crio-1.36",
+        environment: TargetEnvironment,
+        setup: RegistrySetup | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        resolved = shutil.which(binary)
+        if resolved is None:
+            raise FileNotFoundError(
+                f"crio binary {binary!r} not found: build it with 'python -m "
+                "cri_conformance.runtimes build crio-1.36.3 --upstream DIR' and pass "
+                "--runtime crio-1.36.3 (or --crio-bin PATH)"
+            )
+        helper = Path(pinns) if pinns else Path(resolved).with_name("pinns")
+        if not helper.is_file():
+            raise FileNotFoundError(
+                f"pinns not found at {helper}: it is built next to crio by "
+                "'python -m cri_conformance.runtimes build crio-1.36.3'"
+            )
+        for program, path in CRIO_HELPERS.items():
+            if not Path(path).is_file():
+                raise FileNotFoundError(
+                    f"{path} not found: CRI-O needs {program} "
+                    f"(apt-get install -y conmon runc)"
+                )
+        super().__init__(
+            workdir=Path(tempfile.mkdtemp(prefix="cri-conformance-crio-")),
+            profile=profile,
+            setup=setup or RegistrySetup(),
+            environment=environment,
+            start_timeout=start_timeout,
+        )
+        self.binary = resolved
+        self.pinns = helper
+        self.files: CrioFiles | None = None
+        self.boot()
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / "crio.sock"
+
+    @property
+    def home(self) -> Path:
+        return self.workdir / "home"
+
+    @property
+    def unsupported(self) -> Mapping[str, str]:
+        """Needs of the setup CRI-O cannot express: {need: reason}."""
+        return dict(self.files.unsupported) if self.files is not None else {}
+
+    def _environ(self) -> dict[str, str]:
+        env = super()._environ()
+        env["HOME"] = str(self.home)
+        env["CONTAINERS_STORAGE_CONF"] = str(self.workdir / "storage.conf")
+        env["XDG_RUNTIME_DIR"] = str(self.workdir / "xdg")
+        return env
+
+    def _launch(self) -> list[str]:
+        for sub in (
+            "root", "runroot", "state", "pods", "ns", "exits", "attach", "hooks",
+            "cdi", "keys", "runc", "policies", "auth", "tmp", "cni/conf", "cni/bin",
+            "home", "xdg", "conf.d",
+        ):  # fmt: skip
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        self.files = write_crio_files(self.workdir, self.setup, home=self.home)
+        (self.workdir / "storage.conf").write_text(
+            "[storage]\n"
+            'driver = "vfs"\n'
+            f'graphroot = "{self.workdir / "root"}"\n'
+            f'runroot = "{self.workdir / "runroot"}"\n'
+        )
+        config = self.workdir / "crio.conf"
+        config.write_text(render_crio_config(self.workdir, pinns=self.pinns))
+        if str(self.workdir) not in config.read_text():
+            raise RuntimeError(f"crio config {config} was not written correctly")
+        return [
+            self.binary,
+            "--config",
+            str(config),
+            "--config-dir",
+            str(self.workdir / "conf.d"),
+            # Hidden flags (internal/criocli/criocli.go): the private registries.conf
+            # and an empty drop-in directory instead of /etc/containers.
+            "--registries-conf",
+            str(self.workdir / "registries.conf"),
+            "--registries-conf-dir",
+            str(self.workdir / "registries.conf.d"),
+        ]
