@@ -8,6 +8,11 @@ Safety rules (the reference is safe in every profile, see profiles.py):
 * no existing symlink is ever followed: every parent component is checked with ``lstat``
   (a symlinked parent -> ``UnsafePath``), files are created with ``O_EXCL|O_NOFOLLOW``
   after removing what was there, hardlinks are made without following;
+* metadata (owner, mode, times) is applied through directory file descriptors opened
+  from the root with ``O_NOFOLLOW`` for every component and ``*at`` calls that do not
+  follow the last one; a directory whose path a later entry replaced (by a symlink, a
+  file or a whiteout) gets no deferred metadata at all -- the class of containerd's
+  CVE-2021-32760 (GHSA-c72p-9xmj-rx3w), where a chmod followed a symlink out of the root;
 * symlinks are created as given: their targets are only ever interpreted inside the
   container, never by the extractor;
 * device nodes are skipped and recorded in the returned notes (no privileges needed);
@@ -22,6 +27,7 @@ layers; ``.wh..wh..opq`` empties its directory of everything not written by this
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -78,6 +84,32 @@ def _ensure_parents(root: Path, parts: tuple[str, ...], name: str) -> Path:
     return current / parts[-1]
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# A component that is gone, not a directory, or a symlink (O_NOFOLLOW gives ELOOP).
+_REPLACED = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+
+
+def _open_parent(root_fd: int, parts: tuple[str, ...]) -> int | None:
+    """A descriptor of the directory holding ``parts[-1]``, walked from *root_fd*.
+
+    Every component is opened with ``O_NOFOLLOW|O_DIRECTORY`` relative to the one
+    before, so no symlink anywhere on the path is followed. None when a component
+    is missing, a symlink or not a directory (the caller then applies nothing).
+    """
+    fd = os.dup(root_fd)
+    try:
+        for part in parts[:-1]:
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in _REPLACED:
+            return None
+        raise
+    return fd
+
+
 def _remove(path: Path) -> None:
     try:
         st = os.lstat(path)
@@ -97,8 +129,12 @@ class _Extractor:
         self.written: set[tuple[str, ...]] = set()
         # Inherited entries this layer copied up (refpull._linkfarm): now private.
         self.private: set[tuple[str, ...]] = set()
-        self.dir_meta: list[tuple[Path, tarfile.TarInfo]] = []
+        self.dir_meta: list[tuple[tuple[str, ...], tarfile.TarInfo]] = []
         self.is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+        self.root_fd = os.open(root, _DIR_FLAGS)
+
+    def close(self) -> None:
+        os.close(self.root_fd)
 
     def entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         parts = _clean(member.name)
@@ -115,7 +151,7 @@ class _Extractor:
             if not path.is_dir() or path.is_symlink():
                 _remove(path)
                 os.mkdir(path, 0o700)
-            self.dir_meta.append((path, member))
+            self.dir_meta.append((parts, member))
             return
         _remove(path)
         if member.isreg():
@@ -134,7 +170,7 @@ class _Extractor:
                 f"skipped entry {member.name!r} of type {member.type!r}"
             )
             return
-        self.metadata(path, member)
+        self.metadata(parts, member)
 
     def regular(
         self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path
@@ -178,14 +214,35 @@ class _Extractor:
             self.private.add(target_parts)
         os.link(source, path, follow_symlinks=False)
 
-    def metadata(self, path: Path, member: tarfile.TarInfo) -> None:
-        if self.is_root:
-            os.lchown(path, member.uid, member.gid)
-        # Never chmod through a symlink (a hard link to a symlink entry is one):
-        # os.chmod follows it, possibly out of the root.
-        if not member.issym() and not (member.islnk() and os.path.islink(path)):
-            os.chmod(path, member.mode & 0o7777)
-        os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+    def metadata(self, parts: tuple[str, ...], member: tarfile.TarInfo) -> None:
+        """Apply owner, mode and times to the entry at *parts*, following no symlink.
+
+        Skipped when a component on the way is no longer a directory, or when a
+        directory entry's path now holds something else (a later entry replaced it).
+        """
+        parent = _open_parent(self.root_fd, parts)
+        if parent is None:
+            return
+        name = parts[-1]
+        try:
+            try:
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                return
+            if member.isdir() and not stat.S_ISDIR(st.st_mode):
+                return  # replaced after it was declared: its metadata is void
+            if self.is_root:
+                os.chown(
+                    name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False
+                )
+            # Never chmod a symlink (a hard link to a symlink entry is one): chmod
+            # follows the last component, and the parent fd pins all the others.
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(name, member.mode & 0o7777, dir_fd=parent)
+            times = (member.mtime, member.mtime)
+            os.utime(name, times, dir_fd=parent, follow_symlinks=False)
+        finally:
+            os.close(parent)
 
     def whiteout(self, parts: tuple[str, ...], name: str) -> None:
         parent = _ensure_parents(self.root, parts, name).parent
@@ -202,9 +259,10 @@ class _Extractor:
         _remove(parent / target)
 
     def finish(self) -> None:
-        # Directory modes and times last, deepest first, so read-only dirs can be filled.
-        for path, member in reversed(self.dir_meta):
-            self.metadata(path, member)
+        # Directory modes and times last, deepest first, so read-only dirs can be
+        # filled; at equal depth in archive order, so a later declaration wins.
+        for parts, member in sorted(self.dir_meta, key=lambda d: -len(d[0])):
+            self.metadata(parts, member)
 
 
 def extract_tar(stream: Any, root: Path) -> ExtractResult:
@@ -220,8 +278,11 @@ def extract_tar(stream: Any, root: Path) -> ExtractResult:
     # TarStream keeps tarfile's stream-mode contract (forward only) with fewer copies.
     source = TarStream(stream)
     extractor = _Extractor(root, source)
-    with tarfile.TarFile(fileobj=source, mode="r", errorlevel=2) as tar:
-        for member in tar:
-            extractor.entry(tar, member)
-    extractor.finish()
+    try:
+        with tarfile.TarFile(fileobj=source, mode="r", errorlevel=2) as tar:
+            for member in tar:
+                extractor.entry(tar, member)
+        extractor.finish()
+    finally:
+        extractor.close()
     return extractor.result
