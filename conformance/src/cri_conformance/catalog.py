@@ -38,6 +38,7 @@ __all__ = [
     "Catalog",
     "CatalogError",
     "Source",
+    "family_of",
     "fixtures_dir",
     "lint_catalog",
     "load_catalog",
@@ -53,6 +54,17 @@ PROFILE_NAMES = ("seed", "containerd-1.6")
 #: Which runtimes a behaviour binds: every CRI runtime, the containerd family (the seed
 #: and its descendants, per profile) or the CRI-O family (CRI-O and containers/image).
 SCOPES = ("cri", "containerd", "crio")
+
+
+def family_of(profile: str) -> str:
+    """The runtime family a profile belongs to: ``crio`` or ``containerd``.
+
+    ``seed``, ``containerd-1.6`` and every later ``containerd-*`` profile are the
+    containerd family; ``crio-*`` profiles are CRI-O's.
+    """
+    return "crio" if profile.startswith("crio") else "containerd"
+
+
 #: upstream-issues.md findings; each is attached to at least one behaviour.
 UPSTREAM_FINDINGS = tuple(f"F-{n:02d}" for n in range(1, 34))
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from cri_conformance.catalog import Catalog, CatalogError, load_catalog
+from cri_conformance.catalog import Catalog, CatalogError, family_of, load_catalog
 from cri_conformance.evidence import Evidence, redact
 from cri_conformance.expectations import (
     Expectations,
@@ -130,6 +130,8 @@ class _Conformance:
         self.started = time.time()
         self.expectations: Expectations | None = None
         self.baseline: dict[str, str] | None = None
+        #: (family, number of cases deselected because no behaviour binds it).
+        self.out_of_scope: tuple[str, int] | None = None
 
     def _catalog(self) -> Catalog:
         if self.catalog is None:
@@ -176,6 +178,8 @@ class _Conformance:
             raise pytest.UsageError(
                 "behaviour tags not in the catalog:\n  " + "\n  ".join(problems)
             )
+        if self.options.graded:
+            self._drop_out_of_scope(items)
         if self.expectations is None:
             return
         for item in items:
@@ -186,10 +190,36 @@ class _Conformance:
                     pytest.mark.xfail(strict=True, reason=deviation.xfail_reason())
                 )
 
+    def _drop_out_of_scope(self, items: list[pytest.Item]) -> None:
+        """Deselect cases whose every behaviour binds another runtime family.
+
+        A behaviour's ``scope`` says which runtimes it binds (``cri``: all of them);
+        the target is graded only against those, so a containerd-only case is not
+        run against CRI-O and a CRI-O-only case not against containerd.
+        """
+        family = family_of(self.options.profile)
+        keep: list[pytest.Item] = []
+        drop: list[pytest.Item] = []
+        for item in items:
+            ids = behavior_ids(item)
+            binding = [i for i in ids if self._binds(i)]
+            (keep if binding or not ids else drop).append(item)
+        if drop:
+            self.out_of_scope = (family, len(drop))
+            items[:] = keep
+            drop[0].config.hook.pytest_deselected(items=drop)
+
+    def _binds(self, behavior_id: str) -> bool:
+        b = self._catalog().get(behavior_id)
+        return b is not None and b.binds(family_of(self.options.profile))
+
     def _case(self, item: pytest.Item) -> _Case:
         case = self.cases.get(item.nodeid)
         if case is None:
             ids = behavior_ids(item)
+            if self.options.graded:
+                # A case tagged with several behaviours is graded by those that bind.
+                ids = tuple(i for i in ids if self._binds(i)) or ids
             levels = []
             if ids:
                 levels = [
@@ -284,6 +314,12 @@ class _Conformance:
         for result in self.results:
             counts[str(result.verdict)] = counts.get(str(result.verdict), 0) + 1
         tr.write_line(", ".join(f"{n} {v}" for v, n in counts.items()) or "no cases")
+        if self.out_of_scope is not None:
+            family, dropped = self.out_of_scope
+            tr.write_line(
+                f"{dropped} cases not graded: their behaviours do not bind the "
+                f"{family} family (catalog scope)"
+            )
         for result in self.results:
             if is_security_finding(self.cases[result.nodeid].levels, result.verdict):
                 tr.write_line(f"SECURITY FINDING {result.verdict}: {result.nodeid}")
