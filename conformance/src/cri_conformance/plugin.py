@@ -165,6 +165,24 @@ class _Conformance:
             except (OSError, ValueError) as exc:
                 raise pytest.UsageError(f"--baseline: {exc}") from exc
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        """A target that cannot be made (binary missing, option missing) ends the run.
+
+        The session-scoped ``target`` fixture would otherwise re-raise the same error
+        for every case: one line, once, and pytest exits with status 4.
+        """
+        try:
+            return (yield)
+        except (FileNotFoundError, ValueError) as exc:
+            if fixturedef.argname != "target":
+                raise
+            pytest.exit(
+                f"cri-conformance: {exc}", returncode=pytest.ExitCode.USAGE_ERROR
+            )
+
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         problems = []
         for item in items:
