@@ -1,0 +1,139 @@
+"""A registry that attacks its puller: layers that escape through replaced components,
+decompression bombs, credentials lured to another host, secrets reflected in error text.
+
+Catalog areas PULL, AUTH, ERR (SECURITY behaviours: every CRI runtime is graded).
+Safety for real runtimes: every escape aims at a *canary* directory under the case's
+own temp dir and is checked afterwards; every bomb inflates to at most 1 GiB, built
+in a MiB and refused (by a safe runtime) long before the disk matters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from cri_conformance.scenario import Case
+from cri_conformance.targets.base import TargetError
+from registry_sim.hostile import BombCompression, Entry, bomb_layer, ordered_layer
+from registry_sim.images import Image, Layer
+
+Snapshot = dict[str, tuple[int, int, int, int, str]]
+
+
+def make_canary(tmp_path: Path) -> Path:
+    """A directory tree outside every runtime root that no pull may change."""
+    canary = tmp_path / "canary"
+    (canary / "x").mkdir(parents=True)
+    (canary / "x" / "file").write_text("canary")
+    (canary / "file").write_text("canary")
+    for path, mode in ((canary, 0o755), (canary / "x", 0o755)):
+        os.chmod(path, mode)
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    return canary
+
+
+def snapshot(canary: Path) -> Snapshot:
+    """Mode, owner, mtime and content of everything in the canary (itself included)."""
+    out: Snapshot = {}
+    for dirpath, dirnames, filenames in os.walk(canary):
+        for name in ["", *dirnames, *filenames]:
+            path = Path(dirpath) / name
+            if name == "" and path != canary:
+                continue
+            st = os.lstat(path)
+            body = ""
+            if stat.S_ISREG(st.st_mode):
+                body = hashlib.sha256(path.read_bytes()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                body = os.readlink(path)
+            key = str(path.relative_to(canary.parent))
+            out[key] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, body)
+    return out
+
+
+def changed(before: Snapshot, after: Snapshot) -> list[str]:
+    return sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+
+
+def pull_outcome(case: Case, image: Image) -> str:
+    """Push and pull *image*; ``"pulled"`` or ``"refused <code>"`` (both may be safe)."""
+    case.push(image, "1")
+    try:
+        image_ref = case.pull(case.ref("1"))
+    except TargetError as exc:
+        return f"refused {exc.code}"
+    assert image_ref == image.config_digest
+    return "pulled"
+
+
+# -- PULL-013: metadata through a component a later entry replaced ---------------------
+
+
+def replaced_component(canary: Path, mode: int) -> list[Entry]:
+    """``a`` (0777), ``a/x`` (*mode*, uid 4242), then ``a`` -> the canary.
+
+    A puller that applies directory metadata by path after the whole layer follows
+    the symlink: the canary becomes 0777 and ``canary/x`` gets *mode* and uid 4242.
+    """
+    return [
+        Entry("a", "dir", mode=0o777),
+        Entry("a/x", "dir", mode=mode, uid=4242, gid=4242),
+        Entry("a", "symlink", link=str(canary)),
+    ]
+
+
+@pytest.mark.behavior("PULL-013")
+@pytest.mark.parametrize(
+    "mode",
+    [0o777, 0o4755, 0o6777, 0o000],
+    ids=["0777", "setuid-04755", "setid-06777", "0000"],
+)
+def test_directory_metadata_never_follows_a_replaced_component(
+    case: Case, tmp_path: Path, mode: int
+) -> None:
+    """The canary keeps its modes, owner and times whatever the pull's outcome."""
+    canary = make_canary(tmp_path)
+    before = snapshot(canary)
+    layer = ordered_layer(replaced_component(canary, mode))
+    image = Image.schema2([layer], nonce=f"{case.nonce}-{mode:o}")
+    outcome = pull_outcome(case, image)
+    assert changed(before, snapshot(canary)) == [], f"{outcome}; canary changed"
+
+
+@pytest.mark.behavior("PULL-013")
+def test_a_component_replaced_by_a_later_layer_is_not_followed(
+    case: Case, tmp_path: Path
+) -> None:
+    """Layer 1 makes ``a/x``; layer 2 redeclares ``a/x`` setuid, then ``a`` -> canary."""
+    canary = make_canary(tmp_path)
+    before = snapshot(canary)
+    lower = ordered_layer([Entry("a", "dir"), Entry("a/x", "dir")])
+    upper = ordered_layer(
+        [
+            Entry("a/x", "dir", mode=0o4777, uid=4242, gid=4242),
+            Entry("a", "symlink", link=str(canary)),
+        ]
+    )
+    image = Image.schema2([lower, upper], nonce=f"{case.nonce}-layers")
+    outcome = pull_outcome(case, image)
+    assert changed(before, snapshot(canary)) == [], f"{outcome}; canary changed"
+
+
+# -- PULL-014: decompression and disk bombs --------------------------------------------
+
+GIB = 1 << 30
+BOMBS: dict[str, tuple[int, BombCompression, int]] = {
+    # name: (inflated size, compression, files)
+    "gzip-one-file": (GIB, "gzip", 1),
+    "gzip-many-files": (GIB, "gzip", 256),
+    "zstd-one-file": (GIB, "zstd", 1),
+}
+
+
+def _bomb(name: str) -> Layer:
+    size, compression, files = BOMBS[name]
+    return bomb_layer(size, compression, files)
