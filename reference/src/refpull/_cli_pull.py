@@ -22,8 +22,11 @@ from refpull._cli_common import (
     proxy_environ,
     read_inputs,
 )
+from refpull._cli_limits import add_limit_arguments, limits_from_args
+from refpull.budget import PullBudget
 from refpull.errors import RefpullError
 from refpull.puller import ProgressEvent, Puller
+from refpull.transport import TransportSettings
 
 __all__ = ["add_parser", "run"]
 
@@ -49,6 +52,7 @@ def add_parser(subparsers: Any) -> None:
         "--root", metavar="DIR", default="refpull-root", help="content and snapshots"
     )
     add_input_arguments(parser)
+    add_limit_arguments(parser)
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="print only the image ID")
     output.add_argument("--json", action="store_true", help="progress as JSON lines")
@@ -100,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         profile=profile,
         environ=environ,
         progress=_Reporter(mode=mode),
+        settings=TransportSettings(budget=PullBudget(limits_from_args(args))),
     )
     try:
         result = puller.pull(args.image, auth)

@@ -4,8 +4,15 @@
 serves ``runtime.v1alpha2`` (and ``runtime.v1`` for containerd-1.6, CRI-007)
 ImageService and RuntimeService.Version. Start-up recovers from a crash first (ingests,
 unfinished snapshots, unreferenced content), then prints the socket path on stdout. SIGTERM
-or SIGINT stops it cleanly (exit 0). Exit 2: unusable command input. Proxy variables are
-read here, and only here (XPORT-001).
+or SIGINT stops it cleanly (exit 0): running pulls are cancelled and their partial
+downloads removed. Exit 2: unusable command input. Exit 1: start-up failed, e.g. another
+server answers on the socket (a stale socket file is replaced). Proxy variables are read
+here, and only here (XPORT-001).
+
+Limits: a PullImage stops when its caller cancels or its deadline passes, after
+``--pull-timeout`` seconds, or when a transfer stays below ``--min-rate`` bytes/s over
+``--min-rate-window`` seconds; at most ``--max-concurrent-pulls`` pulls run at once
+(more are refused with RESOURCE_EXHAUSTED) and other RPCs always have workers.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 from refpull._cli_common import InputError, load_config_arg, proxy_environ
+from refpull._cli_limits import add_limit_arguments, limits_from_args
 from refpull.errors import RefpullError
 from refpull.grpc_server import serve
 from refpull.profiles import PROFILES, get_profile
@@ -50,6 +58,14 @@ def add_parser(subparsers: Any) -> None:
         choices=sorted(PROFILES),
         default="containerd-1.6",
         help="runtime generation to model (default: containerd-1.6)",
+    )
+    add_limit_arguments(parser)
+    parser.add_argument(
+        "--max-concurrent-pulls",
+        metavar="N",
+        type=int,
+        default=16,
+        help="PullImage calls served at once; more get RESOURCE_EXHAUSTED (default: 16)",
     )
 
 
@@ -96,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
                 config=config,
                 profile=profile,
                 environ=environ,
+                limits=limits_from_args(args),
+                max_pulls=args.max_concurrent_pulls,
             )
         except (RefpullError, OSError) as exc:
             print(f"refpull serve: {type(exc).__name__}: {exc}", file=sys.stderr)

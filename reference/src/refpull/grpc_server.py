@@ -10,13 +10,23 @@ containerd's ``errdefs.ToGRPC`` calls ``status.Errorf(code, err.Error())``, so t
 of a *classified* error is a format string and ``%3A`` comes out as ``%!A(MISSING)``.
 That is a functional bug present in both runtimes (behaviors.md §17 "unchanged"), not a
 security weakness, so both profiles reproduce it; ``UNKNOWN`` errors are untouched.
+
+Robustness (not containerd's behaviour, which runs every RPC on its own goroutine): a
+PullImage whose RPC is cancelled, or whose deadline passes, stops its pull (budget.py);
+at most ``max_pulls`` PullImage calls run at once and the thread pool has
+:data:`RESERVED_WORKERS` more, so Version, ListImages, ImageStatus and RemoveImage
+always find a worker while pulls stall (a PullImage over the limit is answered
+RESOURCE_EXHAUSTED at once). The socket is created mode 0660, whatever the umask, and a
+socket a live server answers on is never taken over.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,12 +41,19 @@ from refpull._cri import (
     api_v1alpha2_pb2,
     api_v1alpha2_pb2_grpc,
 )
+from refpull.budget import Cancel, TransferLimits
 from refpull.config import RegistryConfig
 from refpull.credentials import AuthConfig
+from refpull.errors import RefpullError
 from refpull.profiles import Profile
 from refpull.service import ImageService, ServiceError
 
-__all__ = ["CRIServer", "go_errorf", "serve"]
+__all__ = ["RESERVED_WORKERS", "CRIServer", "SocketInUse", "go_errorf", "serve"]
+
+#: Workers kept free of PullImage calls for every other RPC.
+RESERVED_WORKERS = 8
+#: The socket's mode: owner and group (the kubelet's) only, never the umask's choice.
+SOCKET_MODE = 0o660
 
 _NOT_READY = (
     "server is not initialized yet"  # cri instrumented_service.go checkInitialized
@@ -88,6 +105,45 @@ def go_errorf(text: str) -> str:
     return "".join(out)
 
 
+class SocketInUse(RefpullError):
+    """Another server answers on the socket path."""
+
+
+def _claim_socket(path: Path) -> None:
+    """Remove a stale socket file; refuse one a live server answers on."""
+    if not path.exists() and not path.is_symlink():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        pass  # nobody listens: a stale file from a killed server
+    else:
+        raise SocketInUse(
+            f"{path} is in use by a running server; stop it or choose another --listen"
+        )
+    finally:
+        probe.close()
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _rpc_cancel(context: grpc.ServicerContext) -> Cancel:
+    """A :class:`Cancel` that fires when the RPC ends (cancelled, expired, stopped)."""
+    cancel = Cancel()
+    remaining = context.time_remaining()
+    deadline = None if remaining is None else time.monotonic() + remaining
+
+    def on_end() -> None:
+        expired = deadline is not None and time.monotonic() >= deadline - 0.05
+        cancel.cancel("context deadline exceeded" if expired else "context canceled")
+
+    if not context.add_callback(on_end):
+        on_end()  # the RPC has already ended
+    return cancel
+
+
 def _status(exc: ServiceError) -> tuple[grpc.StatusCode, str]:
     code = grpc.StatusCode[exc.grpc_code]
     message = str(exc)
@@ -112,9 +168,12 @@ class _Holder:
 class _ImageServicer:
     """One API version's ImageService, over the shared :class:`ImageService`."""
 
-    def __init__(self, pb2: ModuleType, holder: _Holder) -> None:
+    def __init__(
+        self, pb2: ModuleType, holder: _Holder, pulls: threading.BoundedSemaphore
+    ) -> None:
         self.pb2 = pb2
         self.holder = holder
+        self.pulls = pulls
 
     def _image(self, image: Any) -> Any:
         message = self.pb2.Image(
@@ -148,7 +207,21 @@ class _ImageServicer:
                 identity_token=a.identity_token,
                 registry_token=a.registry_token,
             )
-        ref = self._call(context, ImageService.pull_image, request.image.image, auth)
+        if not self.pulls.acquire(blocking=False):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too many image pulls in progress (--max-concurrent-pulls); retry later",
+            )
+        try:
+            ref = self._call(
+                context,
+                ImageService.pull_image,
+                request.image.image,
+                auth,
+                _rpc_cancel(context),
+            )
+        finally:
+            self.pulls.release()
         return self.pb2.PullImageResponse(image_ref=ref)
 
     def ImageStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -196,17 +269,24 @@ class _RuntimeServicer:
 class CRIServer:
     """A gRPC server on a unix socket, serving the profile's CRI API versions."""
 
-    def __init__(self, socket_path: Path, profile: Profile, *, workers: int = 16):
+    def __init__(self, socket_path: Path, profile: Profile, *, max_pulls: int = 16):
         """Bind the socket (the service is attached later with :meth:`attach`).
 
         Args:
-            socket_path: the unix socket to create (an existing file is replaced).
+            socket_path: the unix socket to create (a stale file is replaced).
             profile: ``cri_v1_api`` decides whether ``runtime.v1`` is served.
-            workers: concurrent RPCs.
+            max_pulls: PullImage calls served at once; the pool has
+                :data:`RESERVED_WORKERS` more threads for the other RPCs.
+
+        Raises:
+            SocketInUse: a live server answers on *socket_path*.
         """
         self.socket_path = Path(socket_path)
         self._holder = _Holder()
-        self._server = grpc.server(ThreadPoolExecutor(max_workers=workers))
+        pulls = threading.BoundedSemaphore(max(1, max_pulls))
+        self._server = grpc.server(
+            ThreadPoolExecutor(max_workers=max(1, max_pulls) + RESERVED_WORKERS)
+        )
         apis: list[tuple[str, ModuleType, ModuleType]] = [
             ("v1alpha2", api_v1alpha2_pb2, api_v1alpha2_pb2_grpc)
         ]
@@ -214,14 +294,20 @@ class CRIServer:
             apis.append(("v1", api_v1_pb2, api_v1_pb2_grpc))  # CRI-007 Δ1.6
         for api, pb2, pb2_grpc in apis:
             pb2_grpc.add_ImageServiceServicer_to_server(
-                _ImageServicer(pb2, self._holder), self._server
+                _ImageServicer(pb2, self._holder, pulls), self._server
             )
             pb2_grpc.add_RuntimeServiceServicer_to_server(
                 _RuntimeServicer(pb2, api, profile), self._server
             )
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-        self._server.add_insecure_port(f"unix://{self.socket_path}")
+        _claim_socket(self.socket_path)
+        # grpc binds with the process umask; a umask of 0 would leave the socket
+        # world-writable, so bind under a tight umask and set the mode explicitly.
+        old = os.umask(0o177)
+        try:
+            self._server.add_insecure_port(f"unix://{self.socket_path}")
+        finally:
+            os.umask(old)
+        os.chmod(self.socket_path, SOCKET_MODE)
         self._stopped = threading.Event()
 
     def start(self) -> CRIServer:
@@ -239,7 +325,11 @@ class CRIServer:
         return self._holder.service
 
     def stop(self, grace: float | None = 2.0) -> None:
-        """Stop the server, close the service and remove the socket."""
+        """Stop the server, stop running pulls, close the service, remove the socket.
+
+        RPCs still running after *grace* are cancelled, which stops their pulls; the
+        service then waits for them to unwind so no ingest or record is half done.
+        """
         if self._stopped.is_set():
             return
         self._stopped.set()
@@ -257,6 +347,8 @@ def serve(
     config: RegistryConfig,
     profile: Profile,
     environ: Mapping[str, str] | None = None,
+    limits: TransferLimits | None = None,
+    max_pulls: int = 16,
 ) -> CRIServer:
     """Start a CRI endpoint on *socket_path* serving an ImageService on *root*.
 
@@ -270,13 +362,17 @@ def serve(
         config: registry configuration.
         profile: the runtime generation.
         environ: proxy variables for pulls.
+        limits: overall deadline and minimum rate of every pull.
+        max_pulls: PullImage calls served at once.
 
     Returns:
         The running :class:`CRIServer`; call :meth:`CRIServer.stop` to end it.
     """
-    server = CRIServer(socket_path, profile).start()
+    server = CRIServer(socket_path, profile, max_pulls=max_pulls).start()
     try:
-        server.attach(ImageService(root, config, profile, environ=environ))
+        server.attach(
+            ImageService(root, config, profile, environ=environ, limits=limits)
+        )
     except BaseException:
         server.stop(grace=None)
         raise

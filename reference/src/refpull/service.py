@@ -18,6 +18,11 @@ Concurrency: identical concurrent pulls (same reference and credentials) share o
 (single flight, upstream-issues F-26); the record phase of a pull and a removal exclude
 each other; garbage collection waits until no pull is running, and start-up collects
 what a killed process left (ingests, unfinished snapshots, unreferenced blobs).
+
+Cancellation (containerd passes the CRI call's context to ``client.Pull``): a pull
+stops when every caller waiting for it has gone (its RPC cancelled or past its
+deadline), when :meth:`ImageService.close` runs, or at its limits
+(:class:`~refpull.budget.TransferLimits`); a stopped pull leaves no record.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from refpull import mediatypes
 from refpull._gourl import go_quote
 from refpull._grpc_codes import ServiceError, grpc_code
 from refpull._reachable import reachable
+from refpull.budget import Cancel, PullBudget, PullCanceled, TransferLimits
 from refpull.config import RegistryConfig
 from refpull.content import ContentStore
 from refpull.credentials import AuthConfig
@@ -62,6 +68,7 @@ from refpull.records import (
     record_pulled_image,
     repo_digest_and_tag,
 )
+from refpull.transport import TransportSettings
 from refpull.unpack import SnapshotStore
 
 __all__ = [
@@ -97,6 +104,9 @@ class _Flight:
         self.done = threading.Event()
         self.result: str | None = None
         self.error: BaseException | None = None
+        #: callers still waiting; the last one to give up cancels the pull.
+        self.interest = 0
+        self.cancel = Cancel()
 
 
 class ImageService:
@@ -115,6 +125,7 @@ class ImageService:
         environ: Mapping[str, str] | None = None,
         puller_factory: PullerFactory | None = None,
         platform: Platform | None = None,
+        limits: TransferLimits | None = None,
     ) -> None:
         """Open the root, collect leftovers of a crash and rebuild the index.
 
@@ -126,6 +137,7 @@ class ImageService:
             puller_factory: builds a puller given a progress callback (default: a
                 :class:`~refpull.puller.Puller` on *root*).
             platform: the platform pulled from indexes (default linux/amd64).
+            limits: overall deadline and minimum rate of every pull (budget.py).
         """
         self.root = Path(root)
         self.profile = profile
@@ -139,8 +151,13 @@ class ImageService:
             self.store, self.content, self.snapshots, profile, platform=self.platform
         )
         env = dict(environ or {})
+        self.limits = limits or TransferLimits()
+        #: fired by close(): every running pull stops.
+        self._closing = Cancel()
 
-        def default_factory(progress: Callable[[ProgressEvent], None]) -> PullerLike:
+        def default_factory(
+            progress: Callable[[ProgressEvent], None], budget: PullBudget | None = None
+        ) -> PullerLike:
             return Puller(
                 root=self.root,
                 config=config,
@@ -148,9 +165,11 @@ class ImageService:
                 environ=env,
                 platform=self.platform,
                 progress=progress,
+                settings=TransportSettings(budget=budget),
             )
 
-        self._factory = puller_factory or default_factory
+        self._custom_factory = puller_factory
+        self._default_factory = default_factory
         self._flights: dict[Hashable, _Flight] = {}
         self._flights_lock = threading.Lock()
         self._records_lock = threading.RLock()
@@ -162,8 +181,20 @@ class ImageService:
         #: what start-up found wrong (images not READY, unreadable records).
         self.startup_problems = self._start()
 
-    def close(self) -> None:
-        """Close the metadata store."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the running pulls, drop their ingests and close the metadata store.
+
+        Args:
+            timeout: seconds to wait for the cancelled pulls to unwind.
+        """
+        self._closing.cancel()
+        with self._state:
+            self._state.wait_for(lambda: self._active == 0, timeout)
+            idle = self._active == 0
+        if idle:
+            # Nothing is writing: a stopped server leaves no partial ingest behind
+            # (start-up would drop them anyway, so they can never be resumed).
+            self.content.clean_ingests()
         self._db.close()
 
     # -- start-up and garbage collection ------------------------------------------------
@@ -190,7 +221,8 @@ class ImageService:
             with self._state:
                 self._active -= 1
                 run = self._active == 0 and self._gc_pending
-            if run:
+                self._state.notify_all()
+            if run and not self._closing.cancelled:
                 self.collect_garbage()
 
     def collect_garbage(self) -> tuple[builtins.list[str], builtins.list[str]]:
@@ -218,12 +250,16 @@ class ImageService:
 
     # -- PullImage ----------------------------------------------------------------------
 
-    def pull_image(self, image: str, auth: AuthConfig | None = None) -> str:
+    def pull_image(
+        self, image: str, auth: AuthConfig | None = None, cancel: Cancel | None = None
+    ) -> str:
         """Pull *image* and record it (the seed's ``PullImage``).
 
         Args:
             image: ``PullImageRequest.image.image``.
             auth: the request's AuthConfig, None when absent (AUTH-007).
+            cancel: fires when the caller gives up (its RPC was cancelled or its
+                deadline passed); the pull stops once no caller is waiting for it.
 
         Returns:
             The image ID, the config digest (CRI-001, F-32).
@@ -240,22 +276,43 @@ class ImageService:
                 f"failed to parse image reference {go_quote(image)}: {exc.reason}",
                 cause=exc,
             ) from exc
-        return self._single_flight((str(ref), auth), lambda: self._pull(ref, auth))
+        return self._single_flight(
+            str(ref),
+            auth,
+            lambda flight: self._pull(ref, auth, flight.cancel),
+            cancel or Cancel(),
+        )
 
-    def _single_flight(self, key: Hashable, run: Callable[[], str]) -> str:
+    def _single_flight(
+        self,
+        name: str,
+        auth: AuthConfig | None,
+        run: Callable[[_Flight], str],
+        cancel: Cancel,
+    ) -> str:
+        key: Hashable = (name, auth)
         with self._flights_lock:
             flight = self._flights.get(key)
             leader = flight is None
             if flight is None:
                 flight = self._flights[key] = _Flight()
+            flight.interest += 1
+        cancel.on_cancel(lambda reason: self._give_up(flight, reason))
         if not leader:
-            flight.done.wait()
+            while not flight.done.wait(0.1):
+                if cancel.cancelled:
+                    # This caller has gone; the shared pull goes on for the others.
+                    cause = PullCanceled(cancel.reason or "context canceled")
+                    raise ServiceError(
+                        f"failed to pull and unpack image {go_quote(name)}: {cause}",
+                        cause=cause,
+                    )
             if flight.error is not None:
                 raise flight.error
             assert flight.result is not None
             return flight.result
         try:
-            flight.result = run()
+            flight.result = run(flight)
             return flight.result
         except BaseException as exc:
             flight.error = exc
@@ -265,13 +322,28 @@ class ImageService:
                 del self._flights[key]
             flight.done.set()
 
-    def _pull(self, ref: ImageRef, auth: AuthConfig | None) -> str:
+    def _give_up(self, flight: _Flight, reason: str) -> None:
+        """A caller of *flight* has gone; the last one to go cancels the pull."""
+        with self._flights_lock:
+            flight.interest -= 1
+            last = flight.interest <= 0 and not flight.done.is_set()
+        if last:
+            flight.cancel.cancel(reason)
+
+    def _pull(self, ref: ImageRef, auth: AuthConfig | None, cancel: Cancel) -> str:
         name = str(ref)
         with self._pulling():
             written: list[str] = []
             try:
-                puller = self._factory(self._early_record(name, written))
+                budget = PullBudget(self.limits, (cancel, self._closing))
+                budget.check()  # closing already, or every caller gone
+                progress = self._early_record(name, written)
+                if self._custom_factory is not None:
+                    puller = self._custom_factory(progress)
+                else:
+                    puller = self._default_factory(progress, budget)
                 result = puller.pull(name, auth)
+                budget.check()  # nobody is waiting for this image any more
                 if self.profile.record_after_unpack:
                     # behaviors.md PULL-006 Δ1.6: client.Pull records after unpack.
                     record_pulled_image(self.store, name, result.target)

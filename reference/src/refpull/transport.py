@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ import httpx
 
 from refpull._gonet import default_port, hostname_port
 from refpull._goproxy import proxy_for
+from refpull.budget import PullBudget, RateMeter
 from refpull.config import TLSConfig
 from refpull.hosts import RegistryHost
 from refpull.tlsconfig import ssl_context
@@ -52,6 +54,8 @@ class TransportSettings:
             puller never sends ``Expect: 100-continue``.
         read_timeout: longest silence while waiting for response bytes.
         write_timeout: longest stall while sending a request.
+        budget: the pull's cancellation, deadline and minimum rate (budget.py);
+            None = none (only the timeouts above apply).
     """
 
     connect_timeout: float = 30.0
@@ -65,6 +69,7 @@ class TransportSettings:
     # deadline. The reference has no such caller, so it gives up after 60 s of silence.
     read_timeout: float | None = 60.0
     write_timeout: float | None = 60.0
+    budget: PullBudget | None = None
 
 
 #: Largest socket read (see _HandshakeTimeoutStream.read).
@@ -72,20 +77,53 @@ _READ_SIZE = 1 << 20
 
 
 class _HandshakeTimeoutStream(httpcore.NetworkStream):
-    """A network stream whose TLS handshake has its own, shorter deadline (TLS-006)."""
+    """A network stream whose TLS handshake has its own, shorter deadline (TLS-006).
 
-    def __init__(self, inner: httpcore.NetworkStream, handshake_timeout: float) -> None:
+    With a :class:`~refpull.budget.PullBudget` every wait is cut into slices of at
+    most ``POLL_S`` so a cancelled or expired pull stops within one slice, and the
+    connection's :class:`~refpull.budget.RateMeter` sees every wait.
+    """
+
+    def __init__(
+        self,
+        inner: httpcore.NetworkStream,
+        handshake_timeout: float,
+        budget: PullBudget | None = None,
+    ) -> None:
         self._inner = inner
         self._handshake_timeout = handshake_timeout
+        self._budget = budget
+        self._meter: RateMeter | None = None if budget is None else budget.meter()
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         # httpcore asks for 64 KiB per read; each read then costs a round of h11
         # parsing in Python (~8000 rounds per 512 MiB). Asking the socket for up to
         # 1 MiB returns whatever is buffered, so large bodies arrive in far fewer,
         # larger pieces; h11 accepts data of any length.
-        return self._inner.read(max(max_bytes, _READ_SIZE), timeout)
+        size = max(max_bytes, _READ_SIZE)
+        budget, meter = self._budget, self._meter
+        if budget is None or meter is None:
+            return self._inner.read(size, timeout)
+        started = time.monotonic()
+        while True:
+            budget.check()
+            left = None if timeout is None else timeout - (time.monotonic() - started)
+            if left is not None and left <= 0:
+                raise httpcore.ReadTimeout("timed out")
+            before = time.monotonic()
+            try:
+                data = self._inner.read(size, budget.slice(left))
+            except httpcore.ReadTimeout:
+                meter.waited(time.monotonic() - before, 0)
+                continue
+            meter.waited(time.monotonic() - before, len(data))
+            return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if self._budget is not None and self._meter is not None:
+            self._budget.check()
+            self._meter.restart()  # a new request: its answer starts a new window
+            timeout = self._budget.remaining(timeout)
         self._inner.write(buffer, timeout)
 
     def close(self) -> None:
@@ -103,20 +141,27 @@ class _HandshakeTimeoutStream(httpcore.NetworkStream):
         limit = self._handshake_timeout
         if timeout is not None:
             limit = min(limit, timeout)
+        if self._budget is not None:
+            self._budget.check()
+            limit = min(limit, self._budget.remaining(limit) or limit)
         try:
             inner = self._inner.start_tls(ssl_context, server_hostname, limit)
         except httpcore.ConnectTimeout as exc:
             # Go's wording, so the pipeline can report it like the runtime does.
             raise httpcore.ConnectTimeout("net/http: TLS handshake timeout") from exc
-        return _HandshakeTimeoutStream(inner, self._handshake_timeout)
+        return _HandshakeTimeoutStream(inner, self._handshake_timeout, self._budget)
 
 
 class _HandshakeTimeoutBackend(httpcore.NetworkBackend):
     def __init__(
-        self, inner: httpcore.NetworkBackend, handshake_timeout: float
+        self,
+        inner: httpcore.NetworkBackend,
+        handshake_timeout: float,
+        budget: PullBudget | None = None,
     ) -> None:
         self._inner = inner
         self._handshake_timeout = handshake_timeout
+        self._budget = budget
 
     def connect_tcp(
         self,
@@ -126,10 +171,13 @@ class _HandshakeTimeoutBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
+        if self._budget is not None:
+            self._budget.check()
+            timeout = self._budget.remaining(timeout)
         stream = self._inner.connect_tcp(
             host, port, timeout, local_address, socket_options
         )
-        return _HandshakeTimeoutStream(stream, self._handshake_timeout)
+        return _HandshakeTimeoutStream(stream, self._handshake_timeout, self._budget)
 
     def connect_unix_socket(
         self,
@@ -174,7 +222,7 @@ def _build_transport(
         # httpx/httpcore internals changed: fail loudly rather than lose TLS-006.
         raise RuntimeError("cannot install the TLS handshake timeout on this httpx")
     pool._network_backend = _HandshakeTimeoutBackend(  # type: ignore[union-attr]
-        backend, settings.tls_handshake_timeout
+        backend, settings.tls_handshake_timeout, settings.budget
     )
     return transport
 
