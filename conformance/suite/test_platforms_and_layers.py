@@ -286,14 +286,20 @@ def _hostile(kind: str, marker: str) -> FileMap:
     return archives[kind]
 
 
-def _escaped_copies(root: Path | None, marker: str) -> list[Path]:
-    """Files named *marker* that are not inside a snapshot directory."""
+def _escaped_copies(
+    root: Path | None, marker: str, layers: str = "snapshots"
+) -> list[Path]:
+    """Files named *marker* that are not inside a snapshot (layer) directory.
+
+    *layers* names the directory whose children are the per-layer roots: containerd's
+    ``snapshots``, containers/storage vfs's ``dir`` (the target's ``layers_dir_name``).
+    """
     found = [Path("/") / marker] if (Path("/") / marker).exists() else []
     if root is None:
         return found
     for path in root.rglob(marker):
         parts = path.parts
-        inside = "snapshots" in parts and len(parts) - parts.index("snapshots") > 2
+        inside = layers in parts and len(parts) - parts.index(layers) > 2
         if not inside:
             found.append(path)
     return found
@@ -319,5 +325,6 @@ def test_unsafe_archive_entries_never_write_outside_the_root(
     else:
         assert image_id == image.config_digest
     root = getattr(case.target, "workdir", None)
-    escaped = _escaped_copies(Path(root) if root else None, marker)
+    layers = getattr(case.target, "layers_dir_name", "snapshots")
+    escaped = _escaped_copies(Path(root) if root else None, marker, layers)
     assert escaped == []

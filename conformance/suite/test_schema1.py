@@ -58,7 +58,7 @@ def _assert_alive(case: Case) -> None:
     assert case.pull(case.ref("alive")) == image.config_digest
 
 
-@pytest.mark.behavior("S1-001", "S1-008", "S1-009", "CRI-002")
+@pytest.mark.behavior("S1-001", "S1-008", "S1-009")
 def test_signed_schema1_pulls_with_the_synthesized_id_and_no_repo_digest(
     case: Case,
 ) -> None:
