@@ -16,7 +16,6 @@ from refpull.config import (
 )
 from refpull.credentials import AuthConfig
 from refpull.errors import ConfigError
-from refpull.hosts import registry_hosts
 from refpull.profiles import CONTAINERD_16, SEED, Profile
 
 CONFIGS = Path(__file__).resolve().parents[2] / "fixtures" / "configs"
@@ -156,12 +155,12 @@ def test_unparseable_auths_key_is_an_error_in_16() -> None:
 
 @pytest.mark.behavior("CFG-004")
 @BOTH
-def test_config_path_is_recorded_and_reported_unsupported(profile: Profile) -> None:
+def test_config_path_is_read_where_the_runtime_has_it(profile: Profile) -> None:
     config = load_config(CONFIGS / "config-path.toml", profile)
-    assert config.config_path == "/etc/containerd/certs.d"
-    with pytest.raises(ConfigError, match="not supported by the reference") as info:
-        registry_hosts("registry.test", config, None, profile)
-    assert info.value.key == f"{V2}.registry.config_path"
+    # The seed has no config_path (ignored); 1.6 builds hosts from its directories.
+    expected = "/etc/containerd/certs.d" if profile.config_path_supported else ""
+    assert config.config_path == expected
+    assert bool(config.ignored) != profile.config_path_supported
 
 
 @pytest.mark.behavior("CFG-005")
@@ -226,9 +225,9 @@ def test_config_is_a_snapshot_of_the_file(tmp_path: Path) -> None:
             id="mcd-negative",
         ),
         pytest.param(
-            "version = 3\n",
+            "version = 4\n",
             "version",
-            id="version-3",
+            id="version-4",
         ),
         pytest.param(
             '[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "/x"\n',

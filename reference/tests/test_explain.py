@@ -309,12 +309,11 @@ def test_cli_bad_input_exits_2_with_one_line(
 
 
 @pytest.mark.behavior("CFG-004")
-def test_config_path_is_reported_as_unsupported() -> None:
+def test_config_path_without_a_host_directory_means_the_default_host() -> None:
     config = load_config(CONFIGS / "config-path.toml", CONTAINERD_16)
     result = explain("busybox", config, None, CONTAINERD_16)
-    assert result.error == (
-        "config_path (hosts.toml directory mode) is not supported by the reference"
-    )
-    assert (
-        result.error_key == 'plugins."io.containerd.grpc.v1.cri".registry.config_path'
-    )
+    assert result.error is None
+    assert result.host_dir is None
+    assert [e.url for e in result.endpoints] == [
+        "https://registry-1.docker.io/v2/library/busybox/manifests/latest"
+    ]

@@ -68,7 +68,10 @@ def _render(result: Explanation) -> str:
         f"image:      {result.image}",
         f"reference:  {result.reference or '-'}",
         f"profile:    {result.profile}",
+        f"config:     {result.config_source or '(built-in defaults)'}",
     ]
+    if result.host_dir is not None:
+        lines.append(f"host dir:   {result.host_dir} (config_path, hosts.toml mode)")
     if result.registry_host is not None:
         lines.append(
             f"registry:   {result.registry_host}   repository: {result.repository}"
@@ -92,6 +95,10 @@ def _render(result: Explanation) -> str:
 
 def _render_endpoint(number: int, e: EndpointExplanation) -> list[str]:
     role = "mirror" if e.is_mirror else "registry"
+    if e.capabilities != ("pull", "resolve"):
+        role += f", capabilities: {' '.join(e.capabilities) or 'none'}"
+    if e.http_fallback:
+        role += ", https first then http"
     tls = "system roots"
     if e.ca_file:
         tls += f" + ca_file {e.ca_file}"
@@ -113,5 +120,6 @@ def _render_endpoint(number: int, e: EndpointExplanation) -> list[str]:
     ]
     if e.header_names:
         lines.append(f"     headers:     {', '.join(e.header_names)}")
+    lines += [f"     from:        {what} <- {where}" for what, where in e.sources]
     lines += [f"     note: {note}" for note in e.notes]
     return lines

@@ -5,7 +5,12 @@ Only what a pull needs is read: ``registry.mirrors``, ``registry.configs``, the 
 ``max_concurrent_downloads``. Both table layouts are understood:
 
 * version 1 (the seed's era): ``[plugins.cri]`` / ``[plugins.cri.registry]``;
-* version 2 (containerd 1.6): ``[plugins."io.containerd.grpc.v1.cri"]`` and its ``registry``.
+* version 2 (containerd 1.6, 1.7; 2.x migrates it): ``[plugins."io.containerd.grpc.v1.cri"]``;
+* version 3 (containerd 2.x): ``[plugins."io.containerd.cri.v1.images"]`` and its ``registry``.
+
+``config_path`` (hosts.toml directories, :mod:`refpull.hoststoml`) excludes ``mirrors``
+and, where it exists, ``configs.*.tls``: containerd 1.6+ refuses to start its CRI plugin
+with both (CFG-006). The seed has no ``config_path``: there the key is ignored (CFG-004).
 
 Like containerd, the file is decoded *over* the profile's default configuration: a mirror key
 in the file replaces that key's default entry, the other default entries stay (so the seed's
@@ -36,6 +41,7 @@ from refpull.profiles import Profile
 __all__ = [
     "PLUGIN_TABLE_V1",
     "PLUGIN_TABLE_V2",
+    "PLUGIN_TABLE_V3",
     "HostConfig",
     "RegistryConfig",
     "TLSConfig",
@@ -48,8 +54,14 @@ __all__ = [
 PLUGIN_TABLE_V1 = "plugins.cri"
 #: The CRI plugin table of a version 2 config (CFG-001; containerd 1.6).
 PLUGIN_TABLE_V2 = 'plugins."io.containerd.grpc.v1.cri"'
-_PLUGIN_IDS = {1: "cri", 2: "io.containerd.grpc.v1.cri"}
-_PLUGIN_TABLES = {1: PLUGIN_TABLE_V1, 2: PLUGIN_TABLE_V2}
+#: The CRI image plugin table of a version 3 config (CFG-001; containerd 2.x).
+PLUGIN_TABLE_V3 = 'plugins."io.containerd.cri.v1.images"'
+_PLUGIN_IDS = {
+    1: "cri",
+    2: "io.containerd.grpc.v1.cri",
+    3: "io.containerd.cri.v1.images",
+}
+_PLUGIN_TABLES = {1: PLUGIN_TABLE_V1, 2: PLUGIN_TABLE_V2, 3: PLUGIN_TABLE_V3}
 
 _REGISTRY_KEYS = frozenset({"mirrors", "configs", "auths", "headers", "config_path"})
 _TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
@@ -74,6 +86,8 @@ class HostConfig:
 
     tls: TLSConfig | None = None
     auth: AuthConfig | None = None
+    #: the TOML key ``auth`` came from (``configs."h".auth`` or ``auths."…"``).
+    auth_key: str = field(default="", compare=False)
 
 
 def _freeze_lists(value: Mapping[str, Any]) -> Mapping[str, tuple[str, ...]]:
@@ -89,8 +103,10 @@ class RegistryConfig:
         configs: endpoint host → TLS and auth settings (HOST-004).
         headers: header name → values added to registry requests (HOST-008, 1.6).
         max_concurrent_downloads: PULL-002; default 3 in both profiles (CFG-002).
-        config_path: the 1.6 hosts.toml directory; recorded, not supported (CFG-004).
+        config_path: hosts.toml roots, ``:``-separated (CFG-004, :mod:`refpull.hoststoml`).
         plugin_table: the TOML table the settings came from, used to name keys in errors.
+        source: the file the settings were read from (``""``: defaults or text).
+        ignored: keys the modelled runtime does not read, for ``refpull explain``.
     """
 
     mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -99,6 +115,8 @@ class RegistryConfig:
     max_concurrent_downloads: int = 3
     config_path: str = ""
     plugin_table: str = PLUGIN_TABLE_V2
+    source: str = ""
+    ignored: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Frozen all the way down: callers may share one config between pulls.
@@ -160,7 +178,7 @@ def load_config(path: str | Path, profile: Profile) -> RegistryConfig:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"failed to read config {str(path)!r}: {exc}") from exc
-    return parse_config(text, profile)
+    return replace(parse_config(text, profile), source=str(path))
 
 
 def parse_config(source: str | Mapping[str, Any], profile: Profile) -> RegistryConfig:
@@ -188,23 +206,31 @@ def parse_config(source: str | Mapping[str, Any], profile: Profile) -> RegistryC
     if type(version) is not int or version not in _PLUGIN_IDS:
         raise ConfigError(f"unsupported config version {version!r}", key="version")
     plugins = _table(doc.get("plugins", {}), "plugins")
-    _reject_other_layout(plugins, version)
+    for other in _PLUGIN_IDS:
+        if other != version:
+            _reject_other_layout(plugins, version, other)
     table = _PLUGIN_TABLES[version]
     cri = _table(plugins.get(_PLUGIN_IDS[version], {}), table)
     base = replace(default_config(profile), plugin_table=table)
     return _decode_cri(cri, base, profile)
 
 
-def _reject_other_layout(plugins: Mapping[str, Any], version: int) -> None:
-    # containerd would silently ignore the other layout's table (no plugin has that ID);
-    # a registry section that is never applied is always a mistake, so say so.
-    other = 2 if version == 1 else 1
-    if _PLUGIN_IDS[other] in plugins:
-        raise ConfigError(
-            f"{_PLUGIN_TABLES[other]} is the version {other} table name but the config "
-            f"is version {version} (set version = {other} or rename the table)",
-            key=_PLUGIN_TABLES[other],
-        )
+def _reject_other_layout(plugins: Mapping[str, Any], version: int, other: int) -> None:
+    # containerd would silently ignore the other layout's table (no plugin has that ID,
+    # or in 2.x the runtime plugin has no registry); a registry section that is never
+    # applied is always a mistake, so say so.
+    table = plugins.get(_PLUGIN_IDS[other])
+    if table is None:
+        return
+    # A version 3 file may configure the 2.x CRI gRPC plugin, just not its registry.
+    other_cri_is_fine = other == 2 and version == 3 and isinstance(table, Mapping)
+    if other_cri_is_fine and "registry" not in table:
+        return
+    raise ConfigError(
+        f"{_PLUGIN_TABLES[other]} is the version {other} table name but the config "
+        f"is version {version} (set version = {other} or rename the table)",
+        key=_PLUGIN_TABLES[other],
+    )
 
 
 def _decode_cri(
@@ -232,6 +258,19 @@ def _decode_cri(
         raise ConfigError(
             f"{base.key('config_path')} must be a string", key=base.key("config_path")
         )
+    ignored: list[str] = []
+    if config_path and not profile.config_path_supported:
+        # cri@ab6701bd pkg/config/config.go Registry has no ConfigPath (CFG-004).
+        ignored.append(base.key("config_path"))
+        config_path = ""
+    if not profile.configs_tls_supported:
+        # containerd 2.x internal/cri/config RegistryConfig has only Auth (CFG-007).
+        for host, entry in list(configs.items()):
+            if entry.tls is not None:
+                ignored.append(base.key("configs", _quote_key(host), "tls"))
+                configs[host] = replace(entry, tls=None)
+    if config_path:
+        _check_config_path_exclusive(registry, configs, base)
     return replace(
         base,
         mirrors=mirrors,
@@ -239,7 +278,28 @@ def _decode_cri(
         headers=_decode_headers(registry, base),
         max_concurrent_downloads=mcd,
         config_path=config_path,
+        ignored=tuple(ignored),
     )
+
+
+def _check_config_path_exclusive(
+    registry: Mapping[str, Any], configs: Mapping[str, HostConfig], base: RegistryConfig
+) -> None:
+    # containerd v1.7.34 pkg/cri/config/config.go ValidatePluginConfig (the same in 1.6;
+    # v2.3.4 internal/cri/config ValidateImageConfig keeps the mirrors check): the CRI
+    # plugin does not start. Mirrors of the profile's defaults do not count (the seed
+    # has no config_path).
+    if registry.get("mirrors"):
+        raise ConfigError(
+            "`mirrors` cannot be set when `config_path` is provided",
+            key=base.key("mirrors"),
+        )
+    for host, entry in configs.items():
+        if entry.tls is not None:
+            raise ConfigError(
+                "`configs.tls` cannot be set when `config_path` is provided",
+                key=base.key("configs", _quote_key(host), "tls"),
+            )
 
 
 def _decode_mirrors(
@@ -269,7 +329,9 @@ def _decode_configs(
         auth = None
         if "auth" in body:
             auth = _decode_auth(_table(body["auth"], f"{where}.auth"), f"{where}.auth")
-        configs[host] = HostConfig(tls=tls, auth=auth)
+        configs[host] = HostConfig(
+            tls=tls, auth=auth, auth_key=f"{where}.auth" if auth else ""
+        )
     return configs
 
 
@@ -321,7 +383,7 @@ def _convert_auths(
         # leak between registries). The reference gives each entry its own credential in
         # every profile.
         previous = configs.get(key, HostConfig())
-        configs[key] = replace(previous, auth=auth)
+        configs[key] = replace(previous, auth=auth, auth_key=where)
 
 
 def _auths_key_host(name: str, where: str) -> str:

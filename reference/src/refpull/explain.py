@@ -3,8 +3,9 @@
 A pure summary, for people and for tests: the normalized reference, the ordered endpoints
 with scheme, host, path and query, their TLS settings, whether and which credentials would
 be offered to each (never the secrets themselves), and the error the pull would fail with
-before any network I/O (EP-007). The only I/O is reading TLS files named by the config,
-as :func:`refpull.hosts.registry_hosts` does.
+before any network I/O (EP-007), and for every setting the file and key it came from
+(``config.toml`` or a hosts.toml of ``config_path``). The only I/O is reading the files
+named by the config, as :func:`refpull.hosts.registry_hosts` does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from refpull.hosts import (
     credentials_for,
     registry_hosts,
 )
+from refpull.hoststoml import configure_hosts
 from refpull.imageref import parse_docker_ref, split_registry_host
 from refpull.profiles import Profile
 from refpull.tlsconfig import count_pem_certificates
@@ -40,6 +42,9 @@ class EndpointExplanation:
         credential_kind: ``username/password``, ``identity token``, ``username only``
             or ``""`` -- never a value.
         header_names: names of the configured extra headers sent (HOST-008).
+        capabilities: what the endpoint is used for (``pull``, ``resolve``; HOST-011).
+        http_fallback: https is tried first, then plain http (HOST-012).
+        sources: ``(setting, "file: key")`` pairs: where each setting came from.
     """
 
     endpoint: str
@@ -58,6 +63,9 @@ class EndpointExplanation:
     credentials: str
     credential_kind: str
     header_names: tuple[str, ...]
+    capabilities: tuple[str, ...]
+    http_fallback: bool
+    sources: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
 
 
@@ -69,6 +77,8 @@ class Explanation:
         error: the message the pull would fail with before any network I/O, composed
             as the runtime composes it, or ``None``.
         error_key: the configuration key responsible for ``error``, when known.
+        config_source: the config file read (``""``: built-in defaults).
+        host_dir: the hosts.toml directory used (``config_path`` mode), else ``None``.
     """
 
     image: str
@@ -82,6 +92,8 @@ class Explanation:
     error: str | None
     error_key: str | None
     notes: tuple[str, ...]
+    config_source: str = ""
+    host_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
@@ -106,6 +118,7 @@ def explain(
         "image": image,
         "profile": profile.name,
         "max_concurrent_downloads": config.max_concurrent_downloads,
+        "config_source": config.source,
     }
     try:
         ref = str(parse_docker_ref(image))
@@ -121,13 +134,16 @@ def explain(
         object=location.object,
     )
     notes = _config_notes(config, profile)
-    if config.config_path:
-        # Not a runtime failure: the reference cannot model hosts.toml mode (CFG-004).
-        message = (
-            "config_path (hosts.toml directory mode) is not supported by the reference"
-        )
-        return _failed(base, message, config.key("config_path"), ref=ref, notes=notes)
     try:
+        if config.config_path:
+            plan = configure_hosts(location.host, config.config_path, profile)
+            base["host_dir"] = plan.host_dir
+            notes += list(plan.notes)
+            if plan.host_dir is None:
+                notes.append(
+                    f"no host directory for {location.host} under config_path "
+                    f"{config.config_path}: the default host only (HOST-010)"
+                )
         hosts = registry_hosts(location.host, config, auth, profile)
     except ConfigError as exc:
         # behaviors.md ERR-003 / TLS section: the hosts error surfaces through Resolve.
@@ -199,6 +215,9 @@ def _endpoint(host: RegistryHost, repository: str, obj: str) -> EndpointExplanat
         credentials=offered,
         credential_kind=kind,
         header_names=tuple(dict.fromkeys(name for name, _ in host.headers)),
+        capabilities=tuple(sorted(host.capabilities)),
+        http_fallback=host.http_fallback,
+        sources=host.sources,
         notes=tuple(notes),
     )
 
@@ -240,7 +259,10 @@ def _ca_notes(ca_file: str) -> list[str]:
 
 
 def _config_notes(config: RegistryConfig, profile: Profile) -> list[str]:
-    notes = []
+    notes = [
+        f"{key} is not read by the {profile.name} profile's runtime (ignored)"
+        for key in config.ignored
+    ]
     if config.headers and not profile.registry_headers:
         notes.append(
             f"registry.headers are not sent in the {profile.name} profile (HOST-008)"

@@ -239,6 +239,8 @@ def open_steps(
     for kind in _kinds(desc, profile):
         first_error: PullError | None = None
         for index, host in enumerate(hosts):
+            if "pull" not in host.capabilities:
+                continue  # hosts.toml `capabilities` (HOST-011)
             url = host.request_url(repository, kind, desc.digest)
             reply = yield FetchExchange(
                 index, _request(url, host, desc, profile, offset)

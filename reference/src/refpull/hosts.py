@@ -7,6 +7,9 @@ computed from strings and the configuration; the only I/O is reading the TLS fil
 in the configuration, which the runtime also does every time it builds its hosts
 (TLS-005, EP-007). Nothing opens a socket.
 
+With ``registry.config_path`` set, the endpoints come from hosts.toml directories instead
+(:mod:`refpull.hoststoml`, HOST-010..HOST-014); credentials and headers bind the same way.
+
 Credential binding (AUTH-006..AUTH-010) is decided here and applied lazily by
 :func:`credentials_for`, which the pull pipeline calls only after a 401 challenge.
 """
@@ -24,6 +27,7 @@ from refpull._gourl import parse as parse_go_url
 from refpull.config import RegistryConfig, TLSConfig
 from refpull.credentials import AuthConfig, Credentials, parse_auth
 from refpull.errors import ConfigError
+from refpull.hoststoml import HostsEntry, configure_hosts, ssl_context_for
 from refpull.profiles import SEED, Profile
 from refpull.tlsconfig import ssl_context
 
@@ -197,6 +201,10 @@ class RegistryHost:
         capabilities: what the endpoint is trusted for (HOST-003).
         ssl_context: the verified-on-construction TLS context (``None`` without tls).
         profile: the profile the host was built for (error wording of ``parse_auth``).
+        http_fallback: https first, plain http when the server does not speak TLS
+            (hosts.toml mode, HOST-012).
+        sources: ``(setting, where)`` pairs naming the file and key each setting of
+            this endpoint came from, for ``refpull explain``.
     """
 
     endpoint: str
@@ -217,6 +225,8 @@ class RegistryHost:
     capabilities: frozenset[str] = frozenset({"resolve", "pull"})
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     profile: Profile = field(default=SEED, compare=False, repr=False)
+    http_fallback: bool = False
+    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def scheme_error(self) -> str | None:
@@ -274,19 +284,91 @@ def registry_hosts(
         ConfigError: with the runtime's message composition, before any network I/O:
             ``get registry endpoints: ...``, ``parse registry endpoint "<e>" from
             mirrors: ...``, ``tls provided for http endpoint "<e>"`` (seed, HOST-005),
-            ``get TLSConfig for registry "<e>": ...`` (TLS-001..003); and when
-            ``config_path`` is set (hosts.toml mode is not implemented, CFG-004).
+            ``get TLSConfig for registry "<e>": ...`` (TLS-001..003); in hosts.toml
+            mode, hosts.go's TLS file errors (HOST-014).
     """
     if config.config_path:
-        raise ConfigError(
-            "config_path (hosts.toml directory mode) is not supported by the reference",
-            key=config.key("config_path"),
-        )
+        plan = configure_hosts(host, config.config_path, profile)
+        return [_toml_host(host, e, config, auth, profile) for e in plan.entries]
     try:
         endpoints = registry_endpoints(host, config, profile)
     except ConfigError as exc:
         raise ConfigError(f"get registry endpoints: {exc}", key=exc.key) from exc
-    return [_registry_host(host, e, config, auth, profile) for e in endpoints]
+    key = host if host in config.mirrors else "*"
+    configured = len(config.mirrors.get(key, ()))
+    where = _where(config, config.key("mirrors", go_quote(key), "endpoint"))
+    built = []
+    for index, endpoint in enumerate(endpoints):
+        origin = where if index < configured else "default endpoint (EP-002, EP-005)"
+        built.append(_registry_host(host, endpoint, config, auth, profile, origin))
+    return built
+
+
+def _where(config: RegistryConfig, key: str) -> str:
+    return f"{config.source}: {key}" if config.source else key
+
+
+def _toml_host(
+    ref_host: str,
+    entry: HostsEntry,
+    config: RegistryConfig,
+    auth: AuthConfig | None,
+    profile: Profile,
+) -> RegistryHost:
+    # containerd v1.7.34 remotes/docker/config/hosts.go ConfigureHosts; the CRI plugin
+    # (pkg/cri/server/image_pull.go registryHosts) gives every host the request's
+    # credential, else `configs."<challenging host>".auth` -- bound as in legacy mode.
+    # Deviation: the runtime disables verification for a loopback registry's default
+    # host (HOST-012); the reference verifies unless the operator wrote skip_verify.
+    context = ssl_context_for(entry) if entry.explicit_tls else None
+    host_config = config.configs.get(entry.host)
+    mirror = _is_proxy(ref_host, entry.host)
+    bound_auth, source = _bind_credentials(
+        auth, host_config.auth if host_config else None, mirror=mirror
+    )
+    where = f"{entry.source}: {entry.key}" if entry.key else ""
+    if not where:
+        where = f"{entry.source}: root settings" if entry.source else "built in"
+        where += " + default host (HOST-010)"
+    sources = [("endpoint", where)]
+    if entry.explicit_tls:
+        sources.append(("tls", f"{entry.source}: {entry.key or 'root settings'}"))
+    if bound_auth is not None and source is CredentialsSource.REGISTRY_CONFIG:
+        sources.append(("credentials", _where(config, host_config.auth_key)))  # type: ignore[union-attr]
+    global_headers = _header_pairs(config) if profile.registry_headers else ()
+    if global_headers:
+        sources.append(("headers", _where(config, config.key("headers"))))
+    if entry.headers:
+        sources.append(("headers", f"{entry.source}: {entry.key or 'root'}.header"))
+    skip = bool(entry.skip_verify) and not entry.default_skip_verify
+    tls = None
+    if entry.explicit_tls:
+        first = entry.client_pairs[0] if entry.client_pairs else ("", "")
+        tls = TLSConfig(
+            ca_file=entry.ca_files[0] if entry.ca_files else "",
+            cert_file=first[0],
+            key_file=first[1] or first[0] if first[0] else "",
+            insecure_skip_verify=skip,
+        )
+    return RegistryHost(
+        endpoint=f"{entry.scheme}://{entry.host}{entry.path}",
+        scheme=entry.scheme,
+        host=entry.host,
+        path=entry.path,
+        tls=tls,
+        skip_verify=skip,
+        runtime_skips_verify=bool(entry.skip_verify),
+        auth=bound_auth,
+        credentials_source=source,
+        is_mirror=mirror,
+        ns=ref_host if mirror and profile.mirror_ns_query else None,
+        headers=global_headers + entry.headers,
+        capabilities=frozenset(entry.capabilities & {"resolve", "pull", "push"}),
+        ssl_context=context,
+        profile=profile,
+        http_fallback=entry.http_fallback,
+        sources=tuple(sources),
+    )
 
 
 def _registry_host(
@@ -295,6 +377,7 @@ def _registry_host(
     config: RegistryConfig,
     auth: AuthConfig | None,
     profile: Profile,
+    origin: str = "",
 ) -> RegistryHost:
     try:
         url = parse_go_url(endpoint)
@@ -341,6 +424,13 @@ def _registry_host(
     bound_auth, source = _bind_credentials(
         auth, host_config.auth if host_config else None, mirror=mirror
     )
+    sources = [("endpoint", origin)] if origin else []
+    if tls is not None:
+        sources.append(("tls", _where(config, tls_key)))
+    if host_config is not None and source is CredentialsSource.REGISTRY_CONFIG:
+        sources.append(("credentials", _where(config, host_config.auth_key)))
+    if config.headers and profile.registry_headers:
+        sources.append(("headers", _where(config, config.key("headers"))))
     return RegistryHost(
         endpoint=redact_endpoint(endpoint),
         scheme=url.scheme,
@@ -356,6 +446,7 @@ def _registry_host(
         headers=_header_pairs(config) if profile.registry_headers else (),
         ssl_context=context,
         profile=profile,
+        sources=tuple(sources),
     )
 
 

@@ -91,6 +91,17 @@ class Profile:
     quoted_urls_in_errors: bool
     #: The User-Agent sent by the runtime (``containerd/<version>``).
     user_agent: str
+    # hosts.toml mode (registry.config_path); the defaults are containerd 1.6's.
+    #: CFG-004: ``registry.config_path`` (hosts.toml directories) is read at all.
+    config_path_supported: bool = True
+    #: CFG-007: ``registry.configs."<host>".tls`` exists (2.x dropped it; ignored there).
+    configs_tls_supported: bool = True
+    #: HOST-012: hosts.toml http entries with TLS settings and loopback default hosts
+    #: (port not 80) try https first and fall back to http (1.7+ ``NewHTTPFallback``).
+    hosts_https_first_with_fallback: bool = False
+    #: HOST-013: hosts.toml entries are ordered by their ``[host."…"]`` table headers
+    #: (2.x go-toml v2 parser); 1.x orders every ``host`` key by its line.
+    hosts_order_from_table_headers: bool = False
 
 
 SEED = Profile(
@@ -127,7 +138,11 @@ SEED = Profile(
     sorted_references=False,
     auths_conversion_fixed=False,
     quoted_urls_in_errors=False,
-    user_agent="containerd/v1.3.0-128-g383f4a77",
+    # The binary built from the seed's commit sends what its vendored containerd's
+    # version package says (vendor/.../containerd/version/version.go, no ldflags).
+    user_agent="containerd/1.3.0+unknown",
+    # cri@ab6701bd pkg/config/config.go Registry has no ConfigPath: the key is ignored.
+    config_path_supported=False,
 )
 
 CONTAINERD_16 = Profile(

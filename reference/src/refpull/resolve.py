@@ -175,9 +175,16 @@ def resolve_steps(
     # behaviors.md RES-005: a digest is tried under /manifests/ then /blobs/, path-major.
     kinds = ("manifests", "blobs") if ref.digest else ("manifests",)
     first_error: PullError | None = None
+    # containerd resolver.go Resolve: a tag needs hosts that may pull *and* resolve, a
+    # digest only pull (hosts.toml `capabilities`, HOST-011).
+    needed = {"pull"} if ref.digest else {"pull", "resolve"}
+    if not any(needed <= host.capabilities for host in hosts):
+        raise NotFound("no resolve hosts: not found")
     for kind in kinds:
         what = f"[{kind} {obj}]"  # Go's %v of []string{kind, obj}
         for index, host in enumerate(hosts):
+            if not needed <= host.capabilities:
+                continue
             url = host.request_url(location.repository, kind, obj)
             reply = yield Exchange(index, _request("HEAD", url, host, profile))
             if isinstance(reply, PullError):
