@@ -9,6 +9,7 @@ in a MiB and refused (by a safe runtime) long before the disk matters.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -18,8 +19,10 @@ import pytest
 
 from cri_conformance.scenario import Case
 from cri_conformance.targets.base import TargetError
+from registry_sim.faults import Custom, Fault, Match
 from registry_sim.hostile import BombCompression, Entry, bomb_layer, ordered_layer
 from registry_sim.images import Image, Layer
+from registry_sim.wire import Headers, Request, Response
 
 Snapshot = dict[str, tuple[int, int, int, int, str]]
 
@@ -137,3 +140,41 @@ BOMBS: dict[str, tuple[int, BombCompression, int]] = {
 def _bomb(name: str) -> Layer:
     size, compression, files = BOMBS[name]
     return bomb_layer(size, compression, files)
+
+
+# -- AUTH-010: a plain-http registry names a plain-http realm on another host ----------
+
+ALICE = {"username": "alice", "password": "alice-secret"}
+
+
+def _challenge_unless_authorized(realm: str, service: str, repo: str) -> Custom:
+    """401 with a Bearer challenge naming *realm* until a token is presented."""
+
+    def answer(request: Request, response: Response) -> Response:
+        if request.headers.get("Authorization"):
+            return response
+        scope = f"repository:{repo}:pull"
+        challenge = f'Bearer realm="{realm}",service="{service}",scope="{scope}"'
+        return Response(401, Headers.of({"WWW-Authenticate": challenge}), b"{}")
+
+    return Custom(answer)
+
+
+@pytest.mark.behavior("AUTH-010")
+def test_a_plain_http_registry_cannot_lure_credentials_to_a_plain_http_realm(
+    case: Case,
+) -> None:
+    """The loopback (plain-http) registry names ``http://plain-auth.test/token``:
+    the password must not travel there in clear text (anonymous token requests are
+    fine, so is refusing the pull)."""
+    server = case.world.tokens["plain-realm"].token_server
+    challenge = _challenge_unless_authorized(
+        "http://plain-auth.test/token", "plainrealm.test", case.repo
+    )
+    case.world.add_fault(Fault(Match(path=f"/v2/{case.repo}/"), challenge))
+    case.push(case.image(), "1")
+    with contextlib.suppress(TargetError):
+        case.pull(case.ref("1"), auth=ALICE)
+    users = [(r.method, r.user) for r in server.requests]
+    assert users, f"the realm was never asked for a token: {case.journal_text()}"
+    assert all(user is None for _, user in users), users

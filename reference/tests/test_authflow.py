@@ -402,7 +402,13 @@ def test_token_request_makes_at_most_ten_requests(profile: Profile) -> None:
     ("endpoint", "realm", "credentialed"),
     [
         pytest.param(
-            "http", "http://127.0.0.1:9000/token", True, id="http-registry-http-realm"
+            "http", "http://r.example:9000/token", True, id="http-realm-same-host"
+        ),
+        pytest.param(
+            "http", "http://127.0.0.1:9000/token", False, id="http-realm-other-host"
+        ),
+        pytest.param(
+            "http", "https://auth.example/token", True, id="http-registry-https-realm"
         ),
         pytest.param(
             "https", "https://auth.example/token", True, id="https-realm-other-host"
@@ -412,7 +418,7 @@ def test_token_request_makes_at_most_ten_requests(profile: Profile) -> None:
         ),
     ],
 )
-def test_realm_gets_credentials_unless_that_downgrades_tls(
+def test_realm_gets_credentials_only_over_https_or_on_the_registry_host(
     endpoint: str, realm: str, credentialed: bool
 ) -> None:
     for profile in (SEED, CONTAINERD_16):

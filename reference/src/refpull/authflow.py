@@ -121,8 +121,8 @@ class RegistryAuth(httpx.Auth):
 
     Security (every profile): credentials are looked up only for challenges from the
     endpoint's own host, so a redirect target never receives them (F-03); a token
-    realm receives them unless that would downgrade an https endpoint to a plain-http
-    realm (AUTH-010).
+    realm receives them over https, or over plain http on the endpoint's own host only
+    (AUTH-010).
     """
 
     requires_response_body = False  # bodies are read selectively, see sync_auth_flow
@@ -149,6 +149,7 @@ class RegistryAuth(httpx.Auth):
         self._scheme = scheme
         self._host = host
         self._own_key = host_key(httpx.URL(f"{scheme}://{host}/"))
+        self._own_host = httpx.URL(f"{scheme}://{host}/").host
         self._context_scopes = (tokens.repository_scope(repository),)
         self._profile = profile
         self._credentials = credentials
@@ -260,9 +261,11 @@ class RegistryAuth(httpx.Auth):
         assert handler.options is not None
         options, username, secret = handler.options, handler.username, handler.secret
         realm = httpx.URL(options.realm)
-        # Deviation (AUTH-010, security): a plain-http realm named by an https endpoint
-        # gets no credentials; containerd sends them anyway. Anonymous flow instead.
-        if self._scheme == "https" and realm.scheme != "https":
+        # Deviation (AUTH-010, security): a plain-http realm gets no credentials unless
+        # it is on the endpoint's own host (they would travel in clear text to another
+        # host, whatever the endpoint's scheme); containerd sends them anyway.
+        # Anonymous flow instead.
+        if realm.scheme != "https" and realm.host != self._own_host:
             username, secret = "", ""
         prefix = tokens.anonymous_prefix(secret)
         try:
