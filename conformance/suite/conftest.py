@@ -80,6 +80,8 @@ def target(
         containerd_bin=suite_options.containerd_bin or "containerd",
         crio_bin=suite_options.crio_bin,
         cri_config_hook=suite_options.cri_config_hook,
+        containerd_generation=suite_options.containerd_generation,
+        registry_config_style=suite_options.registry_config_style,
     )
     yield t
     t.close()

@@ -2,7 +2,7 @@
 
 Environment variables are read here, as option defaults, and nowhere else below
 tox.ini (STYLE.md point 7): ``CRI_ENDPOINT``, ``CRI_API``, ``CONTAINERD_BIN``,
-``CRIO_BIN`` and ``HYPOTHESIS_PROFILE``.
+``CRIO_BIN``, ``CRI_CONFORMANCE_UPSTREAM`` and ``HYPOTHESIS_PROFILE``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,11 @@ GRADING_OPTIONS = (
     "expectations",
     "baseline",
     "compare_with",
+    "runtime",
 )
+#: How a managed containerd is given its registries (``containerd_config.STYLES``).
+REGISTRY_CONFIG_STYLES = ("tables", "hosts")
+CONTAINERD_GENERATIONS = ("seed", "1.6", "1.7", "2.0", "2.3")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +57,10 @@ class SuiteOptions:
     cri_api: str = "auto"
     containerd_bin: str | None = None
     crio_bin: str | None = None
+    #: ``--runtime``: the recipe name of a runtime built from source (``containerd-2.3.4``).
+    runtime: str | None = None
+    containerd_generation: str | None = None
+    registry_config_style: str | None = None
     cri_config_hook: str | None = None
     expectations: Path | None = None
     compare_with: str | None = None
@@ -89,6 +97,30 @@ def add_options(parser: pytest.Parser) -> None:
         help="containerd binary for --target containerd (env CONTAINERD_BIN)",
     )
     add(
+        "--runtime",
+        help="grade a runtime built from its source archive (python -m "
+        "cri_conformance.runtimes list): builds it or reuses the cached build, and "
+        "picks its target, binary and default profile",
+    )
+    add(
+        "--upstream",
+        default=env.get("CRI_CONFORMANCE_UPSTREAM"),
+        help="directory holding the source archives for --runtime (env "
+        "CRI_CONFORMANCE_UPSTREAM)",
+    )
+    add(
+        "--containerd-generation",
+        choices=CONTAINERD_GENERATIONS,
+        help="config dialect of --containerd-bin (default: from containerd --version)",
+    )
+    add(
+        "--registry-config-style",
+        choices=REGISTRY_CONFIG_STYLES,
+        help="how a managed containerd gets its registries: tables (registry.mirrors/"
+        "configs) or hosts (hosts.toml under config_path); default: the runtime's own "
+        "(tables up to 1.7, hosts from 2.0)",
+    )
+    add(
         "--crio-bin",
         default=env.get("CRIO_BIN"),
         help="crio binary for --target crio, pinns next to it (env CRIO_BIN)",
@@ -114,9 +146,24 @@ def resolve_options(config: pytest.Config) -> SuiteOptions:
         pytest.UsageError: ``--cri-api``/``CRI_API`` is not a known version.
     """
     get = config.getoption
-    target = get("target") or "reference"
+    runtime = get("runtime")
+    built = _build_runtime(runtime, get("upstream")) if runtime else None
+    target = get("target") or (built[0] if built else "reference")
+    containerd_bin = get("containerd_bin")
+    crio_bin = get("crio_bin")
+    generation = get("containerd_generation")
     default_profile = "seed" if target.startswith("reference") else "containerd-1.6"
-    if target == "crio":
+    if built is not None:
+        kind, binary, default_profile = built
+        if kind != target:
+            raise pytest.UsageError(f"--runtime {runtime} is a {kind}, not a {target}")
+        if kind == "containerd":
+            containerd_bin = binary
+        else:
+            crio_bin = binary
+    elif target == "containerd" and not get("profile"):
+        default_profile = _containerd_profile(containerd_bin, generation)
+    if target == "crio" and built is None:
         default_profile = "crio-1.36"
     profile = get("profile") or default_profile
     if target.startswith("reference") and profile in RUNTIME_PROFILES:
@@ -138,14 +185,57 @@ def resolve_options(config: pytest.Config) -> SuiteOptions:
         report_dir=path("report_dir"),
         cri_endpoint=get("cri_endpoint"),
         cri_api=cri_api,
-        containerd_bin=get("containerd_bin"),
-        crio_bin=get("crio_bin"),
+        containerd_bin=containerd_bin,
+        crio_bin=crio_bin,
+        runtime=runtime,
+        containerd_generation=generation,
+        registry_config_style=get("registry_config_style"),
         cri_config_hook=get("cri_config_hook"),
         expectations=path("expectations"),
         compare_with=get("compare_with"),
         baseline=path("baseline"),
         graded=any(get(name) is not None for name in GRADING_OPTIONS),
     )
+
+
+def _build_runtime(name: str, upstream: str | None) -> tuple[str, str, str]:
+    """Build (or reuse) runtime *name*; return its target kind, binary and profile.
+
+    Raises:
+        pytest.UsageError: an unknown name, or the build failed.
+    """
+    from cri_conformance.runtimes import BuildError, build, get_recipe
+
+    try:
+        recipe = get_recipe(name)
+        built = build(recipe, upstream=Path(upstream) if upstream else None)
+    except KeyError as exc:
+        raise pytest.UsageError(f"--runtime: {exc.args[0]}") from exc
+    except BuildError as exc:
+        raise pytest.UsageError(f"--runtime {name}: {exc}") from exc
+    kind = "containerd" if recipe.binary == "containerd" else "crio"
+    return kind, str(built.binary), recipe.profile
+
+
+def _containerd_profile(binary: str | None, generation: str | None) -> str:
+    """The default profile of ``--target containerd``: its generation's."""
+    import shutil
+
+    from cri_conformance.targets.containerd import binary_generation
+    from cri_conformance.targets.containerd_config import (
+        GENERATIONS,
+        UnsupportedSetup,
+    )
+
+    if generation is not None:
+        return GENERATIONS[generation].profile
+    resolved = shutil.which(binary or "containerd")
+    if resolved is None:
+        return "containerd-1.6"  # the target reports the missing binary
+    try:
+        return binary_generation(resolved).profile
+    except UnsupportedSetup as exc:
+        raise pytest.UsageError(str(exc)) from exc
 
 
 def register_hypothesis_profiles() -> None:

@@ -12,9 +12,18 @@ no foreign URLs outside http(s), unpacking confined to its root).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["CONTAINERD_16", "PROFILES", "SEED", "Profile", "get_profile"]
+__all__ = [
+    "CONTAINERD_16",
+    "CONTAINERD_17",
+    "CONTAINERD_20",
+    "CONTAINERD_23",
+    "PROFILES",
+    "SEED",
+    "Profile",
+    "get_profile",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,7 +191,36 @@ CONTAINERD_16 = Profile(
     user_agent="containerd/1.6.20~ds1",
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (SEED, CONTAINERD_16)}
+# Each later generation is the previous one with only the switches that differ, each
+# found by running the suite against the real binary and read in its source.
+CONTAINERD_17 = replace(
+    CONTAINERD_16,
+    name="containerd-1.7",
+    user_agent="containerd/v1.7.34",
+    # v1.7.34 remotes/docker/config/hosts.go ConfigureHosts: NewHTTPFallback (HOST-012).
+    hosts_https_first_with_fallback=True,
+)
+
+CONTAINERD_20 = replace(
+    CONTAINERD_17,
+    name="containerd-2.0",
+    user_agent="containerd/v2.0.11",
+    # v2.0.11 internal/cri/config RegistryConfig has no TLS (CFG-007); hosts.go
+    # getSortedHosts walks table headers with go-toml v2's parser (HOST-013).
+    configs_tls_supported=False,
+    hosts_order_from_table_headers=True,
+)
+
+CONTAINERD_23 = replace(
+    CONTAINERD_20,
+    name="containerd-2.3",
+    user_agent="containerd/v2.3.4",
+)
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (SEED, CONTAINERD_16, CONTAINERD_17, CONTAINERD_20, CONTAINERD_23)
+}
 
 
 def get_profile(name: str) -> Profile:

@@ -54,6 +54,8 @@ class ManagedTarget:
         self.environment = environment
         self.start_timeout = start_timeout
         self.restarts = 0
+        #: CRI API version to speak (``auto`` asks ``Version`` under both).
+        self.cri_api = "auto"
         self._proc: subprocess.Popen[bytes] | None = None
         self._client: CRIClient | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +120,7 @@ class ManagedTarget:
             if self.socket.exists():
                 try:
                     client = CRIClient(
-                        str(self.socket), api="auto", on_unavailable=self.log_tail
+                        str(self.socket), api=self.cri_api, on_unavailable=self.log_tail
                     )
                     client.version()
                 except Exception as exc:  # not ready yet: retry until the deadline

@@ -92,6 +92,12 @@ class RegistrySetup:
     #: nobody verifies): a runtime that speaks https by default must be told (CRI-O:
     #: ``insecure = true`` in registries.conf); containerd needs nothing for loopback.
     insecure_hosts: Sequence[str] = ()
+    #: raw hosts.toml files: host namespace directory (``127.0.0.1:5000``,
+    #: ``_default``) -> file text; written under ``config_path`` by runtimes that read it.
+    hosts_toml: Mapping[str, str] = field(default_factory=dict)
+    #: how to configure registries: ``tables``, ``hosts`` (hosts.toml) or None (the
+    #: runtime's own default); ``--registry-config-style`` overrides it.
+    config_style: str | None = None
 
     def merged(self, other: RegistrySetup) -> RegistrySetup:
         """Combine two setups; a host configured differently by both is an error."""
@@ -109,6 +115,11 @@ class RegistrySetup:
         auths = {**self.auths, **other.auths}
         insecure = tuple(dict.fromkeys([*self.insecure_hosts, *other.insecure_hosts]))
         mcd = other.max_concurrent_downloads or self.max_concurrent_downloads
+        hosts_toml = dict(self.hosts_toml)
+        for namespace, text in other.hosts_toml.items():
+            if hosts_toml.get(namespace, text) != text:
+                raise ValueError(f"conflicting hosts.toml for {namespace!r}")
+            hosts_toml[namespace] = text
         return RegistrySetup(
             mirrors=mirrors,
             configs=configs,
@@ -116,6 +127,8 @@ class RegistrySetup:
             headers=headers,
             auths=auths,
             insecure_hosts=insecure,
+            hosts_toml=hosts_toml,
+            config_style=other.config_style or self.config_style,
         )
 
 

@@ -6,100 +6,63 @@ loopback proxy and ``SSL_CERT_FILE`` at the run's CA, so names such as
 ``registry-1.docker.io`` are served from loopback and never resolved through DNS
 (behaviors.md H-CFG, H-PROXY). Registry configuration is read only at start-up, so a
 different configuration means a restart (``reconfigure``).
+
+The configuration itself is per generation (seed, 1.6, 1.7, 2.0, 2.3): see
+``containerd_config``. Hosts the generation cannot be configured for are listed in
+``unsupported_hosts``; cases pulling from them are UNSUPPORTED.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 from cri_conformance.targets._managed import ManagedTarget
 from cri_conformance.targets.base import RegistrySetup, TargetEnvironment
+from cri_conformance.targets.containerd_config import (
+    GENERATIONS,
+    Generation,
+    Rendered,
+    detect_generation,
+    render,
+)
 
-__all__ = ["ContainerdTarget", "render_config"]
-
-_V2_CRI = 'plugins."io.containerd.grpc.v1.cri"'
-_V1_CRI = "plugins.cri"
-
-
-def _q(value: str) -> str:
-    # A JSON string is a valid TOML basic string (TOML's escapes are a superset).
-    return json.dumps(value)
+__all__ = ["ContainerdTarget", "binary_generation", "render_config"]
 
 
 def render_config(
     workdir: Path, setup: RegistrySetup, *, version: int = 2, log_level: str = "info"
 ) -> str:
-    """Render a containerd config.toml with private paths and the registry *setup*.
+    """A registry-tables config.toml: version 1 (seed names) or 2 (1.6 names).
 
-    Version 2 uses the 1.6 table names, version 1 the seed-era ``plugins.cri`` names
-    (behaviors.md CFG-001).
+    What the reference targets and the ``--cri-config-hook`` contract read.
     """
-    cri = _V2_CRI if version == 2 else _V1_CRI
-    lines = [
-        f"version = {version}",
-        f"root = {_q(str(workdir / 'root'))}",
-        f"state = {_q(str(workdir / 'state'))}",
-        "[grpc]",
-        f"  address = {_q(str(workdir / 'containerd.sock'))}",
-        "[ttrpc]",
-        f"  address = {_q(str(workdir / 'containerd-ttrpc.sock'))}",
-        "[debug]",
-        f"  address = {_q(str(workdir / 'debug.sock'))}",
-        f"  level = {_q(log_level)}",
-        f"[{cri}]",
-        "  disable_cgroup = true",
-        "  disable_apparmor = true",
-        "  restrict_oom_score_adj = true",
-        # Never pulled by image tests; an unroutable loopback name keeps it local.
-        f"  sandbox_image = {_q('127.0.0.1:1/pause:none')}",
-    ]
-    if setup.max_concurrent_downloads is not None:
-        lines.append(f"  max_concurrent_downloads = {setup.max_concurrent_downloads}")
-    lines += [
-        f"[{cri}.containerd]",
-        '  snapshotter = "native"',
-        f"[{cri}.cni]",
-        f"  bin_dir = {_q(str(workdir / 'cni' / 'bin'))}",
-        f"  conf_dir = {_q(str(workdir / 'cni' / 'conf'))}",
-    ]
-    if setup.headers:
-        lines.append(f"[{cri}.registry.headers]")
-        for name in sorted(setup.headers):
-            values = ", ".join(_q(v) for v in setup.headers[name])
-            lines.append(f"  {_q(name)} = [{values}]")
-    for key in sorted(setup.auths):
-        lines.append(f"[{cri}.registry.auths.{_q(key)}]")
-        for name in ("username", "password", "auth", "identitytoken"):
-            value = getattr(setup.auths[key], name)
-            if value:
-                lines.append(f"  {name} = {_q(value)}")
-    for host in sorted(setup.mirrors):
-        endpoints = ", ".join(_q(e) for e in setup.mirrors[host])
-        lines += [f"[{cri}.registry.mirrors.{_q(host)}]", f"  endpoint = [{endpoints}]"]
-    for host in sorted(setup.configs):
-        settings = setup.configs[host]
-        if settings.has_tls:
-            lines.append(f"[{cri}.registry.configs.{_q(host)}.tls]")
-            for key in ("ca_file", "cert_file", "key_file"):
-                value = getattr(settings, key)
-                if value:
-                    lines.append(f"  {key} = {_q(value)}")
-            if settings.insecure_skip_verify:
-                lines.append("  insecure_skip_verify = true")
-        if settings.auth is not None:
-            lines.append(f"[{cri}.registry.configs.{_q(host)}.auth]")
-            for key in ("username", "password", "auth", "identitytoken"):
-                value = getattr(settings.auth, key)
-                if value:
-                    lines.append(f"  {key} = {_q(value)}")
-    return "\n".join(lines) + "\n"
+    generation = GENERATIONS["seed" if version == 1 else "1.6"]
+    return render(
+        workdir, setup, generation, style="tables", log_level=log_level
+    ).config
+
+
+def binary_generation(binary: str) -> Generation:
+    """Ask *binary* its version (``containerd --version``) and map it to a generation.
+
+    Raises:
+        containerd_config.UnsupportedSetup: the output names no known generation.
+    """
+    done = subprocess.run(
+        [binary, "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return detect_generation(done.stdout + "\n" + done.stderr)
 
 
 class ContainerdTarget(ManagedTarget):
-    """containerd 1.6-style runtime started by the suite (``--target containerd``)."""
+    """A containerd of any generation started by the suite (``--target containerd``)."""
 
     name = "containerd"
 
@@ -107,39 +70,55 @@ class ContainerdTarget(ManagedTarget):
         self,
         *,
         binary: str = "containerd",
-        profile: str = "containerd-1.6",
+        profile: str | None = None,
         environment: TargetEnvironment,
         setup: RegistrySetup | None = None,
-        config_version: int = 2,
+        generation: Generation | None = None,
+        config_style: str | None = None,
         start_timeout: float = 30.0,
     ) -> None:
         resolved = shutil.which(binary)
         if resolved is None:
             raise FileNotFoundError(
                 f"containerd binary {binary!r} not found: install Debian's 'containerd' "
-                "package (apt-get install -y containerd) or pass --containerd-bin"
+                "package (apt-get install -y containerd), pass --containerd-bin, or "
+                "--runtime NAME to build one"
             )
+        self.binary = resolved
+        self.generation = generation or binary_generation(resolved)
+        self.config_style = config_style
+        self.unsupported_hosts: dict[str, str] = {}
         super().__init__(
             workdir=Path(tempfile.mkdtemp(prefix="cri-conformance-containerd-")),
-            profile=profile,
+            profile=profile or self.generation.profile,
             setup=setup or RegistrySetup(),
             environment=environment,
             start_timeout=start_timeout,
         )
-        self.binary = resolved
-        self.config_version = config_version
+        self.cri_api = self.generation.cri_api
         self.boot()
 
     @property
     def socket(self) -> Path:
         return self.workdir / "containerd.sock"
 
+    def rendered(self) -> Rendered:
+        return render(
+            self.workdir, self.setup, self.generation, style=self.config_style
+        )
+
     def _launch(self) -> list[str]:
         for sub in ("root", "state", "cni/bin", "cni/conf"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
-        text = render_config(self.workdir, self.setup, version=self.config_version)
+        rendered = self.rendered()
+        self.unsupported_hosts = dict(rendered.unsupported)
+        hosts_dir = self.workdir / "certs.d"
+        shutil.rmtree(hosts_dir, ignore_errors=True)
+        for namespace, text in rendered.hosts.items():
+            (hosts_dir / namespace).mkdir(parents=True)
+            (hosts_dir / namespace / "hosts.toml").write_text(text)
         path = self.workdir / "config.toml"
-        path.write_text(text)
+        path.write_text(rendered.config)
         # Guard: an empty or unreadable config makes containerd fall back to system
         # paths (/var/lib/containerd, /run/containerd) silently.
         if not path.read_text().strip() or str(self.workdir) not in path.read_text():

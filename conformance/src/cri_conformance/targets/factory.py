@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shlex
 import subprocess
@@ -27,6 +29,8 @@ def make_target(
     containerd_bin: str = "containerd",
     crio_bin: str | None = None,
     cri_config_hook: str | None = None,
+    containerd_generation: str | None = None,
+    registry_config_style: str | None = None,
 ) -> Target:
     """Start (or connect to) the target under test.
 
@@ -54,12 +58,18 @@ def make_target(
         )
     if kind == "containerd":
         from cri_conformance.targets.containerd import ContainerdTarget
+        from cri_conformance.targets.containerd_config import GENERATIONS
 
+        generation = (
+            GENERATIONS[containerd_generation] if containerd_generation else None
+        )
         return ContainerdTarget(
             binary=containerd_bin,
             profile=profile,
             environment=environment,
             setup=setup,
+            generation=generation,
+            config_style=registry_config_style,
         )
     if kind == "crio":
         from cri_conformance.targets.crio import CrioTarget
@@ -93,18 +103,30 @@ def run_config_hook(
     """Hand the session's registry setup to the user's runtime through *command*.
 
     The hook gets a containerd ``config.toml`` (version 2) holding the setup's
-    registry section, the proxy URL and the CA bundle, in ``CRI_CONFORMANCE_CONFIG``,
-    ``CRI_CONFORMANCE_PROXY`` and ``CRI_CONFORMANCE_CA_FILE``.
+    registry section as tables, the proxy URL and the CA bundle, in
+    ``CRI_CONFORMANCE_CONFIG``, ``CRI_CONFORMANCE_PROXY`` and
+    ``CRI_CONFORMANCE_CA_FILE``; the same registries as a ``config_path`` directory of
+    ``<namespace>/hosts.toml`` files in ``CRI_CONFORMANCE_HOSTS_DIR``; and the neutral
+    setup as JSON (``RegistrySetup``'s fields) in the file ``CRI_CONFORMANCE_SETUP_JSON``.
 
     Raises:
         RuntimeError: the hook failed (its output is in the message).
     """
     from cri_conformance.targets.containerd import render_config
+    from cri_conformance.targets.containerd_config import hosts_files
 
     config = workdir / "cri-config-hook.toml"
     config.write_text(render_config(workdir, setup, version=2))
+    hosts_dir = workdir / "cri-config-hook.d"
+    for namespace, text in hosts_files(setup).items():
+        (hosts_dir / namespace).mkdir(parents=True, exist_ok=True)
+        (hosts_dir / namespace / "hosts.toml").write_text(text)
+    setup_json = workdir / "cri-config-hook.json"
+    setup_json.write_text(json.dumps(dataclasses.asdict(setup), indent=2) + "\n")
     env = dict(os.environ)
     env["CRI_CONFORMANCE_CONFIG"] = str(config)
+    env["CRI_CONFORMANCE_HOSTS_DIR"] = str(hosts_dir)
+    env["CRI_CONFORMANCE_SETUP_JSON"] = str(setup_json)
     env["CRI_CONFORMANCE_PROXY"] = environment.http_proxy or ""
     env["CRI_CONFORMANCE_CA_FILE"] = environment.ca_bundle or ""
     done = subprocess.run(
