@@ -49,6 +49,7 @@ __all__ = [
 AREAS = (
     "REF", "EP", "HOST", "TLS", "AUTH", "CHAL", "TOKEN", "RES",
     "FETCH", "XPORT", "PULL", "S1", "CRI", "STORE", "ERR", "CFG",
+    "CRIO",  # CRI-O's own behaviours (scope crio), not from behaviors.md
 )  # fmt: skip
 PROFILE_NAMES = ("seed", "containerd-1.6")
 #: Which runtimes a behaviour binds: every CRI runtime, the containerd family (the seed
