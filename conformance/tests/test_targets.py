@@ -15,6 +15,13 @@ from cri_conformance.targets.base import (
     TargetEnvironment,
 )
 from cri_conformance.targets.containerd import render_config
+from cri_conformance.targets.containerd_config import (
+    GENERATIONS,
+    Rendered,
+    UnsupportedSetup,
+    detect_generation,
+    render,
+)
 from cri_conformance.targets.factory import run_config_hook
 
 SETUP = RegistrySetup(
@@ -81,3 +88,119 @@ def test_failing_config_hook_is_an_error_with_its_output(tmp_path: Path) -> None
     command = f"{sys.executable} -c \"import sys; sys.exit('hook says no')\""
     with pytest.raises(RuntimeError, match="hook says no"):
         run_config_hook(command, tmp_path, SETUP, TargetEnvironment())
+
+
+# -- per generation -----------------------------------------------------------------
+
+GOLDEN = Path(__file__).parent / "golden"
+#: A small setup touching every rendering path: a mirror with TLS, a credential, a
+#: header, a download limit and one raw hosts.toml.
+GEN_SETUP = RegistrySetup(
+    mirrors={"docker.io": ["https://mirror.test"]},
+    configs={
+        "mirror.test": HostSettings(ca_file="/ca.pem"),
+        "cfg.test": HostSettings(auth=AuthSpec(username="u", password="p")),
+    },
+    max_concurrent_downloads=5,
+    headers={"X-A": ["1"]},
+    hosts_toml={"raw.test": 'server = "https://raw.test"\n'},
+)
+CASES = [
+    ("seed", "tables"),
+    ("1.6", "tables"),
+    ("1.7", "tables"),
+    ("1.7", "hosts"),
+    ("2.0", "hosts"),
+    ("2.3", "hosts"),
+    ("2.3", "tables"),
+]
+
+
+def _golden_text(rendered: Rendered) -> str:
+    parts = [rendered.config]
+    for namespace in sorted(rendered.hosts):
+        parts.append(
+            f"# --- certs.d/{namespace}/hosts.toml\n{rendered.hosts[namespace]}"
+        )
+    for host in sorted(rendered.unsupported):
+        parts.append(f"# --- unsupported {host}: {rendered.unsupported[host]}\n")
+    return "".join(parts)
+
+
+@pytest.mark.parametrize(("name", "style"), CASES, ids=[f"{n}-{s}" for n, s in CASES])
+def test_config_of_each_generation_matches_its_golden_file(
+    name: str, style: str
+) -> None:
+    rendered = render(Path("/w"), GEN_SETUP, GENERATIONS[name], style=style)
+    for text in (rendered.config, *rendered.hosts.values()):
+        tomllib.loads(text)  # every file is valid TOML
+    golden = GOLDEN / f"containerd-{name}-{style}.toml"
+    assert _golden_text(rendered) == golden.read_text()
+
+
+def test_version_3_splits_image_and_runtime_tables_and_sets_unpack_platforms() -> None:
+    doc = tomllib.loads(
+        render(Path("/w"), GEN_SETUP, GENERATIONS["2.3"], style="hosts").config
+    )
+    assert doc["version"] == 3
+    images = doc["plugins"]["io.containerd.cri.v1.images"]
+    runtime = doc["plugins"]["io.containerd.cri.v1.runtime"]
+    assert images["snapshotter"] == "native"
+    assert images["registry"]["config_path"] == "/w/certs.d"
+    # 2.3 answers "no unpack platforms defined" unless the transfer service may unpack
+    # into the snapshotter the CRI plugin uses.
+    transfer = doc["plugins"]["io.containerd.transfer.v1.local"]
+    assert transfer["unpack_config"] == [
+        {"platform": "linux/amd64", "snapshotter": "native", "differ": "walking"}
+    ]
+    # Anything that would switch 2.3 off the transfer service stays out of the CRI table.
+    assert "max_concurrent_downloads" not in images
+    assert transfer["max_concurrent_downloads"] == 5
+    assert set(images["registry"]) == {"config_path", "headers"}
+    assert "disable_cgroup" not in runtime  # an unknown key in 2.x
+
+
+def test_hosts_style_keeps_credentials_in_configs_tables_up_to_2_0() -> None:
+    rendered = render(Path("/w"), GEN_SETUP, GENERATIONS["2.0"])
+    doc = tomllib.loads(rendered.config)
+    registry = doc["plugins"]["io.containerd.cri.v1.images"]["registry"]
+    assert registry["configs"] == {
+        "cfg.test": {"auth": {"username": "u", "password": "p"}}
+    }
+    assert "mirrors" not in registry  # an error next to config_path
+    hosts = tomllib.loads(rendered.hosts["docker.io"])
+    assert hosts["host"]["https://mirror.test"]["ca"] == "/ca.pem"
+    assert rendered.hosts["raw.test"] == 'server = "https://raw.test"\n'
+    assert rendered.unsupported == {}
+
+
+def test_hosts_the_seed_cannot_configure_are_named_not_dropped() -> None:
+    rendered = render(Path("/w"), GEN_SETUP, GENERATIONS["seed"])
+    assert set(rendered.unsupported) == {"raw.test"}
+    with pytest.raises(UnsupportedSetup, match="hosts"):
+        render(Path("/w"), GEN_SETUP, GENERATIONS["seed"], style="hosts")
+
+
+@pytest.mark.parametrize(
+    ("output", "generation"),
+    [
+        ("containerd github.com/containerd/containerd 1.3.0+unknown \n", "seed"),
+        (
+            "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1\n",
+            "1.6",
+        ),
+        ("containerd github.com/containerd/containerd v1.7.34 fb9028b9\n", "1.7"),
+        ("containerd github.com/containerd/containerd/v2 v2.0.11 ea0b4955\n", "2.0"),
+        ("containerd github.com/containerd/containerd/v2 v2.3.4 db880954\n", "2.3"),
+    ],
+)
+def test_generation_is_read_from_containerd_version(
+    output: str, generation: str
+) -> None:
+    warning = 'time="…" level=warning msg="This customized containerd is only for CI"\n'
+    assert detect_generation(warning + output).name == generation
+
+
+def test_unknown_version_output_names_the_flag_to_use() -> None:
+    with pytest.raises(UnsupportedSetup, match="--containerd-generation"):
+        detect_generation("containerd: command not found")
