@@ -142,6 +142,43 @@ def test_expired_pulls_stop_and_the_other_rpcs_keep_answering(
         server.stop(grace=None)
 
 
+@pytest.mark.behavior("XPORT-011")
+def test_pulls_over_the_limit_are_refused_and_leave_workers_free(
+    sim: RegistrySim, short_dir: Path
+) -> None:
+    """max_pulls=2 and twelve stalled pulls: ten are refused at once, Version answers."""
+    sim.push(_image("slow"), "slow:1")
+    _trickle(sim)
+    server = _serve(short_dir, server={"max_pulls": 2})
+    client = _Client(server.socket_path)
+    codes: list[grpc.StatusCode] = []
+
+    def stalled(n: int) -> None:
+        try:
+            client.pull(f"{sim.host_port}/slow:{n}", timeout=4)
+        except grpc.RpcError as exc:
+            codes.append(exc.code())
+
+    for n in range(12):
+        sim.push(_image(f"slow-{n}"), f"slow:{n}")
+    threads = [threading.Thread(target=stalled, args=(n,)) for n in range(12)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert client.version(timeout=3).runtime_api_version == "v1"
+        answered = time.monotonic() - started
+        for thread in threads:
+            thread.join(30)
+    finally:
+        client.channel.close()
+        server.stop(grace=None)
+    assert answered < 2.0, f"Version took {answered:.2f} s"
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 10
+    assert codes.count(grpc.StatusCode.DEADLINE_EXCEEDED) == 2
+
+
 @pytest.mark.behavior("XPORT-010")
 def test_stopping_the_server_stops_a_stalled_pull_and_drops_its_ingest(
     sim: RegistrySim, short_dir: Path

@@ -21,11 +21,16 @@ import argparse
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from refpull._cli_common import InputError, load_config_arg, proxy_environ
+from refpull._cli_common import (
+    InputError,
+    checked_root,
+    checked_socket,
+    load_config_arg,
+    proxy_environ,
+)
 from refpull._cli_limits import add_limit_arguments, limits_from_args
 from refpull.errors import RefpullError
 from refpull.grpc_server import serve
@@ -64,19 +69,9 @@ def add_parser(subparsers: Any) -> None:
         "--max-concurrent-pulls",
         metavar="N",
         type=int,
-        default=16,
-        help="PullImage calls served at once; more get RESOURCE_EXHAUSTED (default: 16)",
+        default=64,
+        help="PullImage calls served at once; more get RESOURCE_EXHAUSTED (default: 64)",
     )
-
-
-def _socket_path(listen: str) -> Path:
-    if listen.startswith("unix://"):
-        listen = listen.removeprefix("unix://")
-    elif "://" in listen:
-        raise InputError(f"--listen {listen!r}: only unix:// sockets are served")
-    if not listen.startswith("/"):
-        raise InputError(f"--listen {listen!r}: the socket path must be absolute")
-    return Path(listen)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         profile = get_profile(args.profile)
         config = load_config_arg(args.config, profile)
-        socket_path = _socket_path(args.listen)
+        socket_path = checked_socket(args.listen)
+        root = checked_root(args.root)
     except InputError as exc:
         print(f"refpull serve: error: {exc}", file=sys.stderr)
         return 2
@@ -108,14 +104,15 @@ def run(args: argparse.Namespace) -> int:
         try:
             server = serve(
                 socket_path,
-                root=Path(args.root),
+                root=root,
                 config=config,
                 profile=profile,
                 environ=environ,
                 limits=limits_from_args(args),
                 max_pulls=args.max_concurrent_pulls,
             )
-        except (RefpullError, OSError) as exc:
+        except (RefpullError, OSError, RuntimeError) as exc:
+            # RuntimeError: gRPC could not bind the socket (its message says which).
             print(f"refpull serve: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         service = server.service

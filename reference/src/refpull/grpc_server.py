@@ -41,6 +41,7 @@ from refpull._cri import (
     api_v1alpha2_pb2,
     api_v1alpha2_pb2_grpc,
 )
+from refpull._version import package_version
 from refpull.budget import Cancel, TransferLimits
 from refpull.config import RegistryConfig
 from refpull.credentials import AuthConfig
@@ -257,11 +258,13 @@ class _RuntimeServicer:
         self.profile = profile
 
     def Version(self, request: Any, context: grpc.ServicerContext) -> Any:
-        # cri service.go Version: kubelet API version "0.1.0", runtime "containerd".
+        # cri service.go Version answers kubelet API version "0.1.0". Deviation: the
+        # runtime is named for what it is, refpull, with the profile it models as the
+        # version's build metadata (0.1.0+containerd-1.6), not as containerd.
         return self.pb2.VersionResponse(
             version="0.1.0",
-            runtime_name="containerd",
-            runtime_version=self.profile.user_agent.partition("/")[2],
+            runtime_name="refpull",
+            runtime_version=f"{package_version()}+{self.profile.name}",
             runtime_api_version=self.api,
         )
 
@@ -269,7 +272,7 @@ class _RuntimeServicer:
 class CRIServer:
     """A gRPC server on a unix socket, serving the profile's CRI API versions."""
 
-    def __init__(self, socket_path: Path, profile: Profile, *, max_pulls: int = 16):
+    def __init__(self, socket_path: Path, profile: Profile, *, max_pulls: int = 64):
         """Bind the socket (the service is attached later with :meth:`attach`).
 
         Args:
@@ -348,7 +351,7 @@ def serve(
     profile: Profile,
     environ: Mapping[str, str] | None = None,
     limits: TransferLimits | None = None,
-    max_pulls: int = 16,
+    max_pulls: int = 64,
 ) -> CRIServer:
     """Start a CRI endpoint on *socket_path* serving an ImageService on *root*.
 
