@@ -115,7 +115,7 @@ def test_the_profile_decides_which_cri_api_versions_are_served(
                     client.pb2.VersionRequest(), timeout=10
                 )
                 assert version.runtime_api_version == api
-                assert version.runtime_name == "containerd"
+                assert version.runtime_name == "refpull"
                 continue
             with pytest.raises(grpc.RpcError) as info:
                 client.runtime.Version(client.pb2.VersionRequest(), timeout=10)

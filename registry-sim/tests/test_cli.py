@@ -167,3 +167,41 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     rows = [line.strip() for line in text.splitlines()]
     documented = {row.split()[0].rstrip(",") for row in rows if row.startswith("--")}
     assert documented == set(FLAGS)
+
+
+def test_version_is_the_distribution_version(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    expected = f"registry-sim {version('cri-pull-conformance')}\n"
+    assert capsys.readouterr().out == expected
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("registry-sim: error: ")
+    return lines[0]
+
+
+def test_basic_auth_without_a_user_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--listen", "127.0.0.1:0", "--auth", "basic"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "add --user USER:PASSWORD" in line
+
+
+def test_a_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    running = Served(["--listen", "127.0.0.1:0"])
+    try:
+        taken = running.value("serving").removeprefix("http://")
+        assert main(["serve", "--listen", taken]) == 2
+    finally:
+        running.stop()
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"cannot listen on {taken}: the address is in use" in line

@@ -8,16 +8,31 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
+from refpull._version import package_version
+
 _COMMANDS = ("explain", "pull", "serve")
+# Sub-command descriptions are their module docstrings: show them without reST markup.
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+
+
+def plain_text(text: str | None) -> str | None:
+    """*text* without reST double backticks and roles (for ``--help``)."""
+    if text is None:
+        return None
+    return _ROLE.sub(r"\1", text).replace("``", "")
 
 
 def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser = argparse.ArgumentParser(
         prog="refpull",
         description="Reference CRI image puller (the executable spec of cri-pull-conformance).",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {package_version()}"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules: dict[str, object] = {}
@@ -32,6 +47,8 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
             continue
         module.add_parser(sub)
         modules[name] = module
+    for command in sub.choices.values():
+        command.description = plain_text(command.description)
     return parser, modules
 
 

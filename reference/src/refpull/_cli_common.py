@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from refpull.config import RegistryConfig, default_config, load_config
 from refpull.credentials import AuthConfig
@@ -21,6 +22,8 @@ __all__ = [
     "PROXY_VARS",
     "InputError",
     "add_input_arguments",
+    "checked_root",
+    "checked_socket",
     "load_auth",
     "load_config_arg",
     "proxy_environ",
@@ -109,6 +112,51 @@ def proxy_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The proxy variables of the process environment, to pass down explicitly."""
     env = os.environ if environ is None else environ
     return {name: env[name] for name in PROXY_VARS if name in env}
+
+
+def checked_root(value: str) -> Path:
+    """The ``--root`` directory, created when missing.
+
+    Raises:
+        InputError: it is not a directory, cannot be created, or is not writable.
+    """
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            f"--root {value} is not a directory; pass a directory (created when missing)"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"--root {value} cannot be created ({exc.strerror}); pass a writable "
+            "directory"
+        ) from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"--root {value} is not writable; pass a directory you own")
+    return path
+
+
+def checked_socket(listen: str) -> Path:
+    """The socket path of ``--listen unix:///PATH``, whose directory must exist.
+
+    Raises:
+        InputError: not an absolute ``unix://`` path, or its directory is missing.
+    """
+    path = listen.removeprefix("unix://")
+    if "://" in path:
+        raise InputError(f"--listen {listen}: only unix:// sockets are served")
+    if not path.startswith("/"):
+        raise InputError(
+            f"--listen {listen}: the socket path must be absolute (unix:///PATH)"
+        )
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise InputError(
+            f"--listen {listen}: directory {parent} does not exist; create it "
+            f"(mkdir -p {parent}) or choose another path"
+        )
+    return Path(path)
 
 
 def _read_text(path: str) -> str:

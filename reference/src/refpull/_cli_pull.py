@@ -10,22 +10,21 @@ here, and passed down (XPORT-001).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import threading
-from pathlib import Path
 from typing import Any
 
 from refpull._cli_common import (
     InputError,
     add_input_arguments,
+    checked_root,
     proxy_environ,
     read_inputs,
 )
 from refpull._cli_limits import add_limit_arguments, limits_from_args
+from refpull._progress import make_renderer
 from refpull.budget import PullBudget
 from refpull.errors import RefpullError
-from refpull.puller import ProgressEvent, Puller
+from refpull.puller import Puller
 from refpull.transport import TransportSettings
 
 __all__ = ["add_parser", "run"]
@@ -49,37 +48,22 @@ def add_parser(subparsers: Any) -> None:
         "image", metavar="IMAGE", help="image reference as given to CRI"
     )
     parser.add_argument(
-        "--root", metavar="DIR", default="refpull-root", help="content and snapshots"
+        "--root",
+        metavar="DIR",
+        default="refpull-root",
+        help="content, snapshots and image records; created when missing "
+        "(default: ./refpull-root)",
     )
     add_input_arguments(parser)
     add_limit_arguments(parser)
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="print only the image ID")
-    output.add_argument("--json", action="store_true", help="progress as JSON lines")
-
-
-class _Reporter:
-    """Renders progress events on stderr; called from download threads."""
-
-    def __init__(self, *, mode: str) -> None:
-        self._mode = mode
-        self._lock = threading.Lock()
-        self._tty = sys.stderr.isatty()
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if self._mode == "quiet":
-            return
-        with self._lock:
-            if self._mode == "json":
-                print(json.dumps(event.__dict__, sort_keys=True), file=sys.stderr)
-            elif event.kind == "layer-bytes":
-                if self._tty:
-                    line = f"\r{event.digest[:19]}  {event.done}/{event.size} bytes"
-                    print(line, end="", file=sys.stderr, flush=True)
-            else:
-                prefix = "\n" if self._tty and event.kind == "layer-done" else ""
-                detail = f" {event.digest}" if event.digest else ""
-                print(f"{prefix}{event.kind}{detail}", file=sys.stderr)
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="progress as JSON lines on stderr (kind, reference, digest, size, done, "
+        "elapsed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,24 +77,43 @@ def run(args: argparse.Namespace) -> int:
     """
     try:
         profile, config, auth = read_inputs(args)
+        root = checked_root(args.root)
     except InputError as exc:
         print(f"refpull pull: error: {exc}", file=sys.stderr)
         return 2
     mode = "quiet" if args.quiet else "json" if args.json else "text"
     environ = proxy_environ()
+    renderer = make_renderer(mode, sys.stderr)
     puller = Puller(
-        root=Path(args.root),
+        root=root,
         config=config,
         profile=profile,
         environ=environ,
-        progress=_Reporter(mode=mode),
+        progress=renderer,
         settings=TransportSettings(budget=PullBudget(limits_from_args(args))),
     )
     try:
-        result = puller.pull(args.image, auth)
+        with renderer:
+            result = puller.pull(args.image, auth)
     except RefpullError as exc:
         # Typed errors carry no credential (errors.py), so the message is safe to show.
-        print(f"refpull pull: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"refpull pull: {type(exc).__name__}: {exc}{_hint(exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"refpull pull: error: {exc.strerror or exc} ({args.root})", file=sys.stderr
+        )
         return 1
     print(result.image_id)
     return 0
+
+
+def _hint(error: RefpullError) -> str:
+    """What to do about a plain-http request answered by a TLS port."""
+    text = str(error)
+    if "http://" in text and ("reset by peer" in text or "BadStatusLine" in text):
+        return (
+            "; is that port TLS? Registries on localhost/127.0.0.1 are spoken to in "
+            "plain http unless the --config gives an https:// endpoint for them"
+        )
+    return ""

@@ -406,6 +406,6 @@ class Puller:
         fetched = io.fetch_into_store(
             phase, self.content, desc, repo, on_bytes=on_bytes
         )
-        self._emit(
-            "layer-done" if fetched else "layer-exists", name, desc.digest, desc.size
-        )
+        # done == size: the whole blob is in the content store (refpull/_progress.py).
+        kind = "layer-done" if fetched else "layer-exists"
+        self._progress(ProgressEvent(kind, name, desc.digest, desc.size, desc.size))

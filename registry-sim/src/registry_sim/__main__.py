@@ -10,6 +10,7 @@ This module and the pytest plugin are the only places that read the command line
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import shutil
 import signal
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="registry-sim",
         description="A simulated OCI registry for conformance tests, on loopback.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_package_version()}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
@@ -167,13 +171,26 @@ def _address(text: str, *, allow_non_loopback: bool) -> tuple[str, int]:
     return host, int(port)
 
 
-def _users(specs: Sequence[str]) -> dict[str, str]:
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cri-pull-conformance")
+    except PackageNotFoundError:  # pragma: no cover - only without any install
+        return "0+unknown"
+
+
+def _users(specs: Sequence[str], auth: str) -> dict[str, str]:
     users = {}
     for spec in specs:
         user, sep, password = spec.partition(":")
         if not sep or not user:
-            raise UsageError("--user takes USER:PASSWORD")
+            raise UsageError(f"--user {spec!r}: expected USER:PASSWORD")
         users[user] = password
+    if auth == "basic" and not users:
+        raise UsageError(
+            "--auth basic without a --user lets nobody in; add --user USER:PASSWORD"
+        )
     return users
 
 
@@ -189,7 +206,7 @@ def _with_token_endpoint(app: RegistryApp, tokens: TokenServer) -> Handler:
 
 
 def _configure_auth(sim: RegistrySim, args: argparse.Namespace, ca: SimCA) -> None:
-    users = _users(args.user)
+    users = _users(args.user, args.auth)
     if args.auth == "basic":
         sim.app.auth = BasicAuth(users)
     elif args.auth == "token":
@@ -299,7 +316,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _serve(args)
-    except (UsageError, OSError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            where = " or ".join(filter(None, (args.listen, args.proxy_listen)))
+            print(
+                _PREFIX,
+                f"error: cannot listen on {where}: the address is in use; stop "
+                "the other server or pick another port (port 0 picks a free one)",
+                file=sys.stderr,
+            )
+        else:
+            print(_PREFIX, "error:", exc, file=sys.stderr)
+        return 2
+    except (UsageError, ValueError) as exc:
         print(_PREFIX, "error:", exc, file=sys.stderr)
         return 2
 
