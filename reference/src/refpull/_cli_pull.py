@@ -24,6 +24,7 @@ from refpull._cli_limits import add_limit_arguments, limits_from_args
 from refpull._progress import make_renderer
 from refpull.budget import PullBudget
 from refpull.errors import RefpullError
+from refpull.limits import add_content_limit_arguments, content_limits_from_args
 from refpull.puller import Puller
 from refpull.transport import TransportSettings
 
@@ -56,6 +57,7 @@ def add_parser(subparsers: Any) -> None:
     )
     add_input_arguments(parser)
     add_limit_arguments(parser)
+    add_content_limit_arguments(parser)
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="print only the image ID")
     output.add_argument(
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         environ=environ,
         progress=renderer,
         settings=TransportSettings(budget=PullBudget(limits_from_args(args))),
+        limits=content_limits_from_args(args),
     )
     try:
         with renderer:

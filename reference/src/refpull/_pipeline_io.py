@@ -22,7 +22,6 @@ from refpull.content import ContentStore, Ingest
 from refpull.credentials import Credentials
 from refpull.errors import AuthError, InvalidAuth, PullError, TLSError, TransportError
 from refpull.fetch import (
-    ERROR_BODY_LIMIT,
     FetchExchange,
     Opened,
     failed_open,
@@ -30,6 +29,7 @@ from refpull.fetch import (
     open_steps,
 )
 from refpull.hosts import RegistryHost, credentials_for
+from refpull.limits import DEFAULT_LIMITS, Limits
 from refpull.manifests import Descriptor
 from refpull.profiles import Profile
 from refpull.resolve import Exchange, Reply
@@ -109,9 +109,11 @@ class Phase:
         profile: Profile,
         settings: TransportSettings | None,
         environ: Mapping[str, str],
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """Build one client and one RegistryAuth per endpoint (HOST-006)."""
         self.profile = profile
+        self.limits = limits
         self.hosts = list(hosts)
         self._settings = settings
         self._environ = environ
@@ -125,6 +127,7 @@ class Phase:
                     repository=repository,
                     profile=profile,
                     credentials=_credentials(host),
+                    limits=limits,
                 ),
             )
             for host in hosts
@@ -192,7 +195,7 @@ class Phase:
             return _transport_error(exc, request, self.profile)
         reply = Reply(response.status_code, response.reason_phrase, response.headers)
         if response.status_code > 299:
-            body = _read_limited(response, ERROR_BODY_LIMIT)
+            body = _read_limited(response, self.limits.max_error_body_bytes)
             response.close()
             return Reply(reply.status, reply.reason, reply.headers, body), None
         return reply, response

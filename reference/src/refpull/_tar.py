@@ -39,6 +39,7 @@ from typing import Any
 from refpull._linkfarm import copy_up
 from refpull._tarstream import TarStream
 from refpull.errors import UnsafePath
+from refpull.limits import LimitExceeded
 
 __all__ = ["ExtractResult", "extract_tar"]
 
@@ -122,9 +123,14 @@ def _remove(path: Path) -> None:
 
 
 class _Extractor:
-    def __init__(self, root: Path, stream: TarStream) -> None:
+    def __init__(
+        self, root: Path, stream: TarStream, max_bytes: tuple[int, str] | None
+    ) -> None:
         self.root = root
         self.stream = stream
+        # Bytes regular files may hold together (sparse members count their holes).
+        self.max_bytes = max_bytes
+        self.file_bytes = 0
         self.result = ExtractResult()
         self.written: set[tuple[str, ...]] = set()
         # Inherited entries this layer copied up (refpull._linkfarm): now private.
@@ -175,6 +181,11 @@ class _Extractor:
     def regular(
         self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path
     ) -> None:
+        self.file_bytes += member.size
+        if self.max_bytes is not None and self.file_bytes > self.max_bytes[0]:
+            bound, flag = self.max_bytes
+            what = f"layer files growing past {bound} bytes at {member.name!r}"
+            raise LimitExceeded(what, limit=bound, flag=flag)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         fd = os.open(path, flags, 0o600)
         with os.fdopen(fd, "wb") as out:
@@ -265,19 +276,28 @@ class _Extractor:
             self.metadata(parts, member)
 
 
-def extract_tar(stream: Any, root: Path) -> ExtractResult:
+def extract_tar(
+    stream: Any, root: Path, *, max_bytes: tuple[int, str] | None = None
+) -> ExtractResult:
     """Extract the uncompressed tar *stream* (anything with ``read``) into *root*.
+
+    Args:
+        stream: the tar, uncompressed.
+        root: the directory to fill.
+        max_bytes: ``(bound, flag)``: regular files (sparse ones at their full size)
+            may hold at most *bound* bytes together (PULL-014, a disk bomb).
 
     Returns:
         Notes about skipped entries.
 
     Raises:
         UnsafePath: an entry would write outside *root*.
+        LimitExceeded: the files would hold more than *max_bytes*.
         tarfile.TarError, OSError: malformed archives or file system errors.
     """
     # TarStream keeps tarfile's stream-mode contract (forward only) with fewer copies.
     source = TarStream(stream)
-    extractor = _Extractor(root, source)
+    extractor = _Extractor(root, source, max_bytes)
     try:
         with tarfile.TarFile(fileobj=source, mode="r", errorlevel=2) as tar:
             for member in tar:

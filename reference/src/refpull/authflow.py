@@ -35,6 +35,7 @@ from refpull.challenge import (
     retry_decision,
 )
 from refpull.errors import TokenError, TransportError
+from refpull.limits import DEFAULT_LIMITS, Limits
 from refpull.profiles import Profile
 
 __all__ = ["MAX_REDIRECTS", "FollowRedirects", "RegistryAuth", "redirect_target"]
@@ -135,6 +136,7 @@ class RegistryAuth(httpx.Auth):
         repository: str,
         profile: Profile,
         credentials: Callable[[str], _CredentialsLike] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """Create the authorizer.
 
@@ -145,6 +147,7 @@ class RegistryAuth(httpx.Auth):
             profile: behaviour switches (CHAL-002/003/008, TOKEN-003/004/005/008).
             credentials: called with *host* at challenge time (AUTH-006); returns an
                 object with ``username`` and ``secret``. None means anonymous.
+            limits: ``max_token_bytes`` bounds a token response (TOKEN-010).
         """
         self._scheme = scheme
         self._host = host
@@ -153,6 +156,7 @@ class RegistryAuth(httpx.Auth):
         self._context_scopes = (tokens.repository_scope(repository),)
         self._profile = profile
         self._credentials = credentials
+        self._max_token_bytes = limits.max_token_bytes
         self._lock = threading.Lock()
         self._handlers: dict[str, _Handler] = {}
 
@@ -167,9 +171,13 @@ class RegistryAuth(httpx.Auth):
         outgoing = next(flow)
         while True:
             response = yield outgoing
-            if outgoing.extensions.get(tokens.READ_BODY):
-                response.read()
             try:
+                if outgoing.extensions.get(tokens.READ_BODY):
+                    try:
+                        _read_token_body(response, self._max_token_bytes)
+                    except TokenError as exc:
+                        outgoing = flow.throw(exc)  # the token flow records it
+                        continue
                 outgoing = flow.send(response)
             except StopIteration:
                 return
@@ -372,6 +380,25 @@ def _reraise(slot: tokens.TokenSlot) -> str:
         return slot.wait()
     except TokenError as exc:
         raise TokenError(f"failed to authorize: {exc}") from exc
+
+
+def _read_token_body(response: httpx.Response, limit: int) -> None:
+    """Read *response*'s body, refusing more than *limit* bytes (TOKEN-010).
+
+    Deviation (security): containerd reads a token response whole into memory, so a
+    hostile realm can answer with gigabytes; the reference stops past *limit*.
+    """
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            response.close()
+            raise TokenError(
+                f"token response larger than {limit} bytes "
+                "(raise the limit with --max-token-bytes)"
+            )
+    # What Response.read() caches; httpx reads the body again once the flow answers.
+    response._content = bytes(body)
 
 
 def _token_from(response: httpx.Response, method: str, profile: Profile) -> str:

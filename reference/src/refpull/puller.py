@@ -26,7 +26,7 @@ from refpull._downloads import Downloads
 from refpull.config import RegistryConfig
 from refpull.content import ContentStore
 from refpull.credentials import AuthConfig
-from refpull.errors import PullError, UnsupportedMediaType
+from refpull.errors import InvalidReference, PullError, UnsupportedMediaType
 from refpull.hosts import RegistryHost, registry_hosts
 from refpull.imageref import (
     ImageRef,
@@ -34,6 +34,7 @@ from refpull.imageref import (
     parse_docker_ref,
     split_registry_host,
 )
+from refpull.limits import DEFAULT_LIMITS, Limits
 from refpull.manifests import (
     Descriptor,
     ImageIndex,
@@ -125,6 +126,7 @@ class Puller:
         platform: Platform | None = None,
         progress: Callable[[ProgressEvent], None] | None = None,
         settings: TransportSettings | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """Create a puller.
 
@@ -136,6 +138,7 @@ class Puller:
             platform: the host platform for index selection (default: this host).
             progress: called with :class:`ProgressEvent` values, from worker threads too.
             settings: transport timeouts and limits.
+            limits: what a registry's content may cost (refpull.limits).
         """
         self._config = config
         self._profile = profile
@@ -143,6 +146,7 @@ class Puller:
         self._platform = platform or Platform.default()
         self._progress = progress or (lambda event: None)
         self._settings = settings
+        self.limits = limits or DEFAULT_LIMITS
         self.content = ContentStore(root / "content")
         self.snapshots = SnapshotStore(root / "snapshots")
 
@@ -162,6 +166,13 @@ class Puller:
                 fetch/unpack errors as containerd words them otherwise; never with a
                 credential in the message.
         """
+        if len(ref) > self.limits.max_name_length:
+            # Refused before parsing: the reference would be quoted back (PULL-015).
+            raise InvalidReference(
+                ref[:64] + "…",
+                f"longer than {self.limits.max_name_length} characters "
+                "(raise it with --max-name-length)",
+            )
         image_ref = parse_docker_ref(ref)
         name = str(image_ref)
         location = split_registry_host(image_ref)
@@ -211,6 +222,7 @@ class Puller:
             profile=self._profile,
             settings=self._settings,
             environ=self._environ,
+            limits=self.limits,
         )
 
     def _emit(self, kind: str, name: str, digest: str = "", size: int = 0) -> None:
@@ -230,7 +242,11 @@ class Puller:
         raw = io.read_blob(phase, self.content, target, repo)
         root, total, manifest_desc = target, target.size, target
         doc = parse_manifest(raw, target.media_type, digest=target.digest)
+        nested = 0  # indexes below the root one (PULL-015)
         while isinstance(doc, ImageIndex):
+            if manifest_desc is not root:
+                nested += 1
+                self.limits.check_index_depth(nested)
             # behaviors.md PULL-001: one platform; only its blobs are downloaded.
             manifest_desc = select_platform(doc, self._platform, self._profile)
             if mediatypes.is_schema1(manifest_desc.media_type):
@@ -308,6 +324,7 @@ class Puller:
 
     def _unpack(self, phase: io.Phase, image: _Image, repo: str, name: str) -> str:
         check_layer_count(image.layers, image.diff_ids)  # behaviors.md PULL-004
+        self.limits.check_layers(len(image.layers))  # PULL-015, before any download
         if not self._profile.deferred_layer_download:
             # Seed: every layer is downloaded first (PULL-003), then recorded (PULL-006).
             self._download(phase, list(image.layers), repo, name)
@@ -354,6 +371,7 @@ class Puller:
                 list(image.diff_ids),
                 self._profile,
                 fetch_missing=fetch_missing,
+                limits=self.limits,
             )
         except BaseException:
             if ahead is not None:

@@ -30,6 +30,7 @@ from refpull._tar import extract_tar
 from refpull.content import ContentStore
 from refpull.digest import Digest, DigestError
 from refpull.errors import DiffIDMismatch, NotFoundInStore, UnpackError, UnsafePath
+from refpull.limits import DEFAULT_LIMITS, LimitExceeded, Limits
 from refpull.manifests import Descriptor, check_layer_count
 from refpull.mediatypes import is_layer
 from refpull.profiles import Profile
@@ -153,6 +154,29 @@ class _HashingReader:
         return "sha256:" + self.hash.hexdigest()
 
 
+class _BoundedReader:
+    """Counts inflated bytes and stops a layer that inflates past its bound (PULL-014).
+
+    The bound is checked before the bytes reach the extractor, so a decompression
+    bomb is refused after at most *bound* bytes, never after filling the disk.
+    """
+
+    def __init__(self, inner: Reader, bound: int, flag: str, diff_id: str) -> None:
+        self.inner, self.bound, self.flag, self.diff_id = inner, bound, flag, diff_id
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.inner.read(n)
+        self.count += len(data)
+        if self.count > self.bound:
+            raise LimitExceeded(
+                f"layer {self.diff_id} inflating past {self.bound} bytes",
+                limit=self.bound,
+                flag=self.flag,
+            )
+        return data
+
+
 def _drop_cached(blob: BinaryIO) -> None:
     """Let the kernel drop the blob's cached pages: it was committed (fsynced) and is
     now read once; keeping hundreds of MiB of it cached only evicts other data, and
@@ -169,18 +193,21 @@ def _apply_one(
     layer: Descriptor,
     diff_id: str,
     profile: Profile,
+    limits: Limits,
 ) -> list[str]:
     notes: list[str] = []
+    bound, flag = limits.inflate_bound(layer.size)
     with (
         content.open(layer.digest) as blob,
         open_decompressed(blob, zstd=profile.zstd_layers) as (_, reader),
     ):
-        hashing = _HashingReader(reader)
+        hashing = _HashingReader(_BoundedReader(reader, bound, flag, diff_id))
         try:
             if not hashing.at_eof():
-                notes = extract_tar(hashing, tmp_fs).notes
+                result = extract_tar(hashing, tmp_fs, max_bytes=(bound, flag))
+                notes = result.notes
             calculated = hashing.drain()
-        except UnsafePath:
+        except (UnsafePath, LimitExceeded):
             raise
         except Exception as exc:
             # containerd diff/apply: "failed to extract layer <diffid>: <err>".
@@ -207,6 +234,7 @@ def apply_layers(
     profile: Profile,
     *,
     fetch_missing: Callable[[Descriptor], None] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> str:
     """Unpack *layers* into snapshots, bottom-up, and return the top chain ID.
 
@@ -222,6 +250,7 @@ def apply_layers(
         diff_ids: the config's ``rootfs.diff_ids``.
         profile: ``deferred_layer_download``, ``zstd_layers``, ``diffid_error_quotes_expected``.
         fetch_missing: called with a descriptor whose blob is not in *content*.
+        limits: how far a layer may inflate and how many layers there may be.
 
     Returns:
         The top chain ID, ``""`` for an image without layers (PULL-009).
@@ -231,9 +260,12 @@ def apply_layers(
             whose media type is not a layer type (PULL-008, after its download).
         DiffIDMismatch: PULL-005.
         UnsafePath: a layer entry would leave its snapshot.
+        LimitExceeded: a layer inflates past ``limits`` (PULL-014), or the image has
+            more than ``limits.max_layers`` layers (PULL-015).
         NotFoundInStore: a blob is missing and *fetch_missing* is not given.
     """
     check_layer_count(layers, diff_ids)
+    limits.check_layers(len(layers))
     chains = chain_ids(diff_ids)
     if not chains:
         return ""
@@ -265,7 +297,7 @@ def apply_layers(
             )
         tmp = snapshots.prepare(chains[i - 1] if i else None)
         try:
-            notes = _apply_one(content, tmp / "fs", layer, diff_id, profile)
+            notes = _apply_one(content, tmp / "fs", layer, diff_id, profile, limits)
             snapshots.commit(tmp, chain, notes)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
