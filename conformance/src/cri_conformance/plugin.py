@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from cri_conformance._signals import interrupt_on_sigterm
 from cri_conformance.catalog import Catalog, CatalogError, family_of, load_catalog
 from cri_conformance.evidence import Evidence, redact
 from cri_conformance.expectations import (
@@ -82,6 +83,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "behavior(*ids): catalog behaviour IDs a test shows (checked)"
     )
     register_hypothesis_profiles()
+    # A CI timeout's SIGTERM must still tear down runtimes and temp dirs (issue 12).
+    config.add_cleanup(interrupt_on_sigterm())
     options = resolve_options(config)
     config.stash[OPTIONS_KEY] = options
     config.pluginmanager.register(_Conformance(options), "cri-conformance-session")
