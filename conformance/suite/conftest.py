@@ -45,6 +45,7 @@ def reference_twin(
         workdir=tmp_path_factory.mktemp("twin"),
         setup=world.setup(),
         environment=world.environment(),
+        registry_config_style=suite_options.registry_config_style,
     )
     yield twin
     twin.close()

@@ -46,6 +46,7 @@ def make_target(
             profile=profile,
             setup=setup,
             environment=environment,
+            config_style=registry_config_style,
         )
     if kind == "reference-grpc":
         from cri_conformance.targets.reference import ReferenceGrpcTarget
@@ -55,6 +56,7 @@ def make_target(
             profile=profile,
             setup=setup,
             environment=environment,
+            config_style=registry_config_style,
         )
     if kind == "containerd":
         from cri_conformance.targets.containerd import ContainerdTarget

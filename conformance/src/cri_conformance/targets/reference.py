@@ -1,8 +1,9 @@
 """The reference puller as a target: in-process (``reference``) or over gRPC (``reference-grpc``).
 
 Both are configured exactly like the containerd target: the session's registry setup
-is rendered as a containerd ``config.toml`` (version 1 table names for the seed
-profile, version 2 for containerd-1.6) and parsed by ``refpull.config``, and the
+is rendered as the ``config.toml`` (and ``hosts.toml`` files) of the containerd
+generation the profile models (``containerd_config``: version 1 for the seed, 2 for
+1.6/1.7, 3 for 2.x; tables or hosts style) and parsed by ``refpull.config``, and the
 environment carries the proxy and the run's CA bundle (``SSL_CERT_FILE``, which Go's
 system pool and OpenSSL's default paths both honour).
 """
@@ -23,7 +24,7 @@ from cri_conformance.targets.base import (
     TargetEnvironment,
     TargetError,
 )
-from cri_conformance.targets.containerd import render_config
+from cri_conformance.targets.containerd_config import GENERATIONS, Generation, render
 from refpull.config import parse_config
 from refpull.credentials import AuthConfig
 from refpull.errors import RefpullError
@@ -34,9 +35,29 @@ from refpull.service import ImageService, grpc_code
 __all__ = ["ReferenceGrpcTarget", "ReferenceTarget"]
 
 
-def _config_version(profile: str) -> int:
-    # behaviors.md CFG-001: seed-era runtimes read the version 1 table names.
-    return 1 if profile == "seed" else 2
+def _generation(profile: str) -> Generation:
+    """The containerd generation whose configuration dialect *profile* reads (CFG-001)."""
+    for generation in GENERATIONS.values():
+        if generation.profile == profile:
+            return generation
+    return GENERATIONS["1.6"]
+
+
+def write_config(
+    directory: Path, setup: RegistrySetup, profile: str, style: str | None
+) -> tuple[Path, dict[str, str]]:
+    """Write config.toml and its hosts.toml files into *directory*.
+
+    Returns the config's path and the hosts the dialect could not configure.
+    """
+    rendered = render(directory, setup, _generation(profile), style=style)
+    directory.mkdir(parents=True, exist_ok=True)
+    for namespace, text in rendered.hosts.items():
+        (directory / "certs.d" / namespace).mkdir(parents=True, exist_ok=True)
+        (directory / "certs.d" / namespace / "hosts.toml").write_text(text)
+    path = directory / "config.toml"
+    path.write_text(rendered.config)
+    return path, dict(rendered.unsupported)
 
 
 class ReferenceTarget:
@@ -53,11 +74,14 @@ class ReferenceTarget:
         profile: str,
         setup: RegistrySetup,
         environment: TargetEnvironment,
+        config_style: str | None = None,
     ) -> None:
         self.name = "reference"
         self.profile = profile
         self.root = root
         self.setup = setup
+        self.config_style = config_style
+        self.unsupported_hosts: dict[str, str] = {}
         self.environment = environment
         self._saved_cert_file = os.environ.get("SSL_CERT_FILE")
         if environment.ca_bundle:
@@ -68,11 +92,10 @@ class ReferenceTarget:
 
     def _open(self) -> ImageService:
         refpull_profile = get_profile(self.profile)
-        self.root.mkdir(parents=True, exist_ok=True)
-        text = render_config(
-            self.root, self.setup, version=_config_version(self.profile)
+        path, self.unsupported_hosts = write_config(
+            self.root, self.setup, self.profile, self.config_style
         )
-        config = parse_config(text, refpull_profile)
+        config = parse_config(path.read_text(), refpull_profile)
         return ImageService(
             self.root / "state",
             config,
@@ -146,8 +169,11 @@ class ReferenceGrpcTarget(ManagedTarget):
         profile: str,
         setup: RegistrySetup,
         environment: TargetEnvironment,
+        config_style: str | None = None,
         start_timeout: float = 30.0,
     ) -> None:
+        self.config_style = config_style
+        self.unsupported_hosts: dict[str, str] = {}
         super().__init__(
             workdir=workdir,
             profile=profile,
@@ -162,9 +188,9 @@ class ReferenceGrpcTarget(ManagedTarget):
         return self.workdir / "refpull.sock"
 
     def _launch(self) -> list[str]:
-        config = self.workdir / "config.toml"
-        version = _config_version(self.profile)
-        config.write_text(render_config(self.workdir, self.setup, version=version))
+        config, self.unsupported_hosts = write_config(
+            self.workdir, self.setup, self.profile, self.config_style
+        )
         root = str(self.workdir / "root")
         return [
             *(sys.executable, "-m", "refpull", "serve"),
