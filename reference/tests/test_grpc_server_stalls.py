@@ -300,3 +300,25 @@ def test_a_live_servers_socket_is_refused_and_a_stale_one_replaced(
         assert _Client(path).version().runtime_api_version == "v1"
     finally:
         second.stop(grace=None)
+
+
+def test_state_directories_and_records_ignore_a_umask_of_0(tmp_path: Path) -> None:
+    root = tmp_path / "new" / "root"
+    old = os.umask(0)
+    try:
+        service = ImageService(
+            root, parse_config({"version": 2}, CONTAINERD_16), CONTAINERD_16
+        )
+        service.close()
+    finally:
+        os.umask(old)
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    assert mode(tmp_path / "new") == 0o711
+    assert mode(root) == 0o711
+    assert mode(root / "content") == 0o700
+    assert mode(root / "snapshots") == 0o711
+    assert mode(root / "snapshots" / "snapshots") == 0o711
+    assert mode(root / "metadata.db") == 0o600

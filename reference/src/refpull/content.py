@@ -17,6 +17,7 @@ Rules:
   ``commit`` is a no-op. Committing a digest that is already present is also a no-op.
 * A partial ingest survives only when asked (``keep_partial=True``); the next ingest of
   the same ref and digest resumes at :meth:`Ingest.resume_offset` (``Range: bytes=N-``).
+* Modes never come from the umask: the store directory is 0700 (:func:`state_dir`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,36 @@ from typing import BinaryIO
 from refpull.digest import Digest, DigestError, DigestVerifier
 from refpull.errors import ManifestTooLarge, NotFoundInStore, SizeMismatch
 
-__all__ = ["ContentStore", "Ingest"]
+__all__ = ["ContentStore", "Ingest", "state_dir"]
+
+#: Mode of directories created above a state directory: traversable, not listable.
+_PARENT_MODE = 0o711
+
+
+def state_dir(path: Path, mode: int) -> Path:
+    """Create *path* (and missing parents, 0711) and set its mode, whatever the umask.
+
+    A umask of 0 would otherwise leave state world-writable (issue 12, finding 5).
+
+    Args:
+        path: the directory.
+        mode: its permission bits, e.g. 0o700, or 0o711 where another user (a
+            container's uid) must traverse it.
+
+    Returns:
+        *path*.
+    """
+    missing = []
+    current = Path(path)
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(_PARENT_MODE)
+            os.chmod(directory, _PARENT_MODE)
+    os.chmod(path, mode)
+    return Path(path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -208,7 +238,7 @@ class ContentStore:
         root: the store directory (created when missing).
         lock_timeout: how long a second writer of the same ref waits, in seconds.
         """
-        self.root = Path(root)
+        self.root = state_dir(Path(root), 0o700)
         self.lock_timeout = lock_timeout
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
         (self.root / "ingest").mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from refpull import _pipeline_io as io
 from refpull import mediatypes
 from refpull._downloads import Downloads
 from refpull.config import RegistryConfig
-from refpull.content import ContentStore
+from refpull.content import ContentStore, state_dir
 from refpull.credentials import AuthConfig
 from refpull.errors import InvalidReference, PullError, UnsupportedMediaType
 from refpull.hosts import RegistryHost, registry_hosts
@@ -147,6 +147,10 @@ class Puller:
         self._progress = progress or (lambda event: None)
         self._settings = settings
         self.limits = limits or DEFAULT_LIMITS
+        # Modes never come from the umask (issue 12): snapshots are traversable.
+        state_dir(root / "snapshots" / "snapshots", 0o711)
+        state_dir(root / "snapshots", 0o711)
+        state_dir(root, 0o711)
         self.content = ContentStore(root / "content")
         self.snapshots = SnapshotStore(root / "snapshots")
 

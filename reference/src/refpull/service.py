@@ -30,6 +30,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import os
 import shutil
 import threading
 import time
@@ -44,7 +45,7 @@ from refpull._grpc_codes import ServiceError, grpc_code
 from refpull._reachable import reachable
 from refpull.budget import Cancel, PullBudget, PullCanceled, TransferLimits
 from refpull.config import RegistryConfig
-from refpull.content import ContentStore
+from refpull.content import ContentStore, state_dir
 from refpull.credentials import AuthConfig
 from refpull.errors import (
     InvalidReference,
@@ -139,10 +140,17 @@ class ImageService:
             platform: the platform pulled from indexes (default linux/amd64).
             limits: overall deadline and minimum rate of every pull (budget.py).
         """
-        self.root = Path(root)
+        # Modes never come from the umask: the root and snapshots are traversable
+        # (0711, a container's uid walks to its rootfs), records are owner-only.
+        self.root = state_dir(Path(root), 0o711)
         self.profile = profile
         self.platform = platform or Platform.default()
         self._db = ImageStore(self.root)
+        for name in ("metadata.db", "metadata.db-wal", "metadata.db-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(self.root / name, 0o600)
+        state_dir(self.root / "snapshots" / "snapshots", 0o711)
+        state_dir(self.root / "snapshots", 0o711)
         #: the records the service writes (a test may wrap it, see InterleavingStore).
         self.store: ImageRecords = self._db
         self.content = ContentStore(self.root / "content")
