@@ -20,7 +20,13 @@ import pytest
 from cri_conformance.scenario import Case
 from cri_conformance.targets.base import TargetError
 from registry_sim.faults import Custom, Fault, Match
-from registry_sim.hostile import BombCompression, Entry, bomb_layer, ordered_layer
+from registry_sim.hostile import (
+    BombCompression,
+    Entry,
+    bomb_layer,
+    index_chain,
+    ordered_layer,
+)
 from registry_sim.images import Image, Layer
 from registry_sim.wire import Headers, Request, Response
 
@@ -178,3 +184,77 @@ def test_a_plain_http_registry_cannot_lure_credentials_to_a_plain_http_realm(
     users = [(r.method, r.user) for r in server.requests]
     assert users, f"the realm was never asked for a token: {case.journal_text()}"
     assert all(user is None for _, user in users), users
+
+
+@pytest.mark.behavior("PULL-014")
+@pytest.mark.parametrize("name", list(BOMBS))
+def test_a_decompression_bomb_is_refused(case: Case, name: str) -> None:
+    """A ~1 MiB layer inflating to 1 GiB of zeros fails the pull and is not recorded.
+
+    A bounded runtime refuses it after a few hundred MiB at most; one without bounds
+    writes the GiB (bounded by construction) and records the image.
+    """
+    image = Image.oci([_bomb(name)], nonce=f"{case.nonce}-{name}")  # OCI: tar+zstd
+    outcome = pull_outcome(case, image)
+    assert outcome.startswith("refused"), f"{name}: {outcome}"
+    assert case.status(case.ref("1")) is None
+
+
+# -- PULL-015: structure a registry may use to make a pull unbounded -------------------
+
+
+@pytest.mark.behavior("PULL-015")
+def test_an_index_chain_a_thousand_deep_is_not_followed(case: Case) -> None:
+    """An index nested 1000 deep: the runtime stops well before following it all."""
+    chain = index_chain(case.image(), 1000)
+    case.push(chain, "1")
+    with contextlib.suppress(TargetError):
+        case.pull(case.ref("1"))
+    fetched = [ex for ex in case.exchanges() if "/manifests/" in ex.path]
+    assert len(fetched) < 100, f"followed {len(fetched)} manifests of a 1000-deep chain"
+
+
+@pytest.mark.behavior("PULL-015")
+def test_an_image_of_a_thousand_layers_is_refused(case: Case) -> None:
+    """1000 layers (one tiny blob repeated): refused before they are all applied."""
+    layer = Layer.from_files({"f": case.nonce})
+    image = Image.schema2([layer] * 1000, nonce=f"{case.nonce}-many")
+    outcome = pull_outcome(case, image)
+    assert outcome.startswith("refused"), outcome
+
+
+# -- TOKEN-010: a realm answering with a 48 MiB token ----------------------------------
+
+
+def _huge_token(size: int) -> Custom:
+    """A valid token followed by *size* bytes of padding in another field."""
+    body = b'{"token":"t0k","padding":"' + b"a" * size + b'"}'
+
+    def answer(request: Request, response: Response) -> Response:
+        headers = Headers.of({"Content-Type": "application/json"})
+        return Response(200, headers, body)
+
+    return Custom(answer)
+
+
+@pytest.mark.behavior("TOKEN-010")
+def test_a_token_response_of_48_mib_is_not_used(case: Case) -> None:
+    """The registry's realm (its own host) answers with a 48 MiB token response (a
+    usable token plus padding): a bounded runtime gives up on it and the pull fails;
+    one that reads it whole gets the token and pulls."""
+    realm = f"http://{case.world.sim.host_port}/token/{case.repo}/t"
+    challenge = _challenge_unless_authorized(realm, "hostile", case.repo)
+    huge = Fault(Match(path=f"^/token/{case.repo}/t$"), _huge_token(48 << 20))
+    case.world.add_fault(huge)
+    case.world.add_fault(Fault(Match(path=f"^/v2/{case.repo}/"), challenge))
+    case.push(case.image(), "1")
+    outcome = "refused"
+    try:
+        case.pull(case.ref("1"))
+    except TargetError:
+        pass
+    else:
+        outcome = "pulled"
+    asked = [ex for ex in case.exchanges() if ex.path.startswith("/token/")]
+    assert asked, "the realm was never asked"
+    assert outcome == "refused", "the 48 MiB token was accepted"

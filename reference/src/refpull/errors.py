@@ -36,6 +36,7 @@ output recognises them, but no message ever contains a password, token or decode
 from __future__ import annotations
 
 __all__ = [
+    "QUOTED_REFERENCE_MAX",
     "AlreadyExists",
     "AuthError",
     "ConfigError",
@@ -63,7 +64,26 @@ __all__ = [
     "UnsafePath",
     "UnsupportedMediaType",
     "VerificationError",
+    "clip_reference",
 ]
+
+
+#: Characters of a rejected reference an error quotes (the grammar's name limit + tag).
+QUOTED_REFERENCE_MAX = 512
+
+
+def clip_reference(reference: str) -> str:
+    """*reference* cut to :data:`QUOTED_REFERENCE_MAX` characters for an error message.
+
+    Args:
+        reference: what the caller asked for, possibly megabytes long (PULL-015).
+
+    Returns:
+        The reference, or its head followed by ``…(<n> characters)``.
+    """
+    if len(reference) <= QUOTED_REFERENCE_MAX:
+        return reference
+    return reference[:QUOTED_REFERENCE_MAX] + f"…({len(reference)} characters)"
 
 
 class RefpullError(Exception):
@@ -76,7 +96,11 @@ class InvalidReference(RefpullError):
     def __init__(self, reference: str, reason: str) -> None:
         self.reference = reference
         self.reason = reason
-        super().__init__(f"failed to parse image reference {reference!r}: {reason}")
+        # Deviation (PULL-015, security): containerd quotes the whole reference, so a
+        # megabyte name makes a megabyte error (gRPC then fails with ResourceExhausted);
+        # the reference quotes at most QUOTED_REFERENCE_MAX characters of it.
+        shown = clip_reference(reference)
+        super().__init__(f"failed to parse image reference {shown!r}: {reason}")
 
 
 class InvalidAuth(RefpullError):

@@ -20,11 +20,15 @@ import io
 import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import zstandard
 
-from registry_sim._layers import Compression, Layer
+from registry_sim._content import MT_OCI_INDEX
+from registry_sim._image import Image
+from registry_sim._image_config import to_json_bytes
+from registry_sim._layers import Compression, Layer, sha256_digest
 
 __all__ = [
     "MIB",
@@ -145,3 +149,55 @@ def bomb_layer(
     data = blob.getvalue()
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     return Layer(data, compression, digest, len(data), "sha256:" + diff.hexdigest())
+
+
+@dataclass(frozen=True)
+class IndexChain:
+    """An OCI index naming an index naming … *depth* deep, then an image.
+
+    :class:`registry_sim.images.Index` nests by recursion (a thousand levels pass
+    Python's limit); this builds the chain iteratively, in ``RegistrySim.push``'s shape.
+    """
+
+    blobs: dict[str, bytes | Path]
+    manifests: list[tuple[str, bytes]]
+    config_digest: None = None
+
+    @property
+    def media_type(self) -> str:
+        return self.manifests[-1][0]
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.manifests[-1][1])
+
+    @property
+    def size(self) -> int:
+        return len(self.manifests[-1][1])
+
+
+def index_chain(base: Image, depth: int) -> IndexChain:
+    """*depth* OCI indexes, each naming the next (linux/amd64), the last naming *base*.
+
+    Args:
+        base: the image at the bottom.
+        depth: how many indexes (1 = a plain index over *base*).
+
+    Returns:
+        The chain; push it like any built image.
+    """
+    manifests = list(base.manifests)
+    media_type, digest, size = base.media_type, base.digest, base.size
+    platform = {"architecture": "amd64", "os": "linux"}
+    for _ in range(depth):
+        entry = {
+            "mediaType": media_type,
+            "digest": digest,
+            "size": size,
+            "platform": platform,
+        }
+        doc = {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [entry]}
+        data = to_json_bytes(doc)
+        manifests.append((MT_OCI_INDEX, data))
+        media_type, digest, size = MT_OCI_INDEX, sha256_digest(data), len(data)
+    return IndexChain(dict(base.blobs), manifests)
