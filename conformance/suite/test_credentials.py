@@ -161,7 +161,7 @@ def test_deprecated_auths_follow_the_profile(case: Case, host: str, user: str) -
     """URL-keyed ``registry.auths``: 1.6 uses each entry for its host, the seed none."""
     image = case.image()
     case.push(image, "1", host=host)
-    if case.profile == "containerd-1.6":
+    if case.since("containerd-1.6"):
         assert case.pull(case.ref("1", host=host)) == image.config_digest
         assert set(_basic_users(case, host)) - {None} == {user}
     else:

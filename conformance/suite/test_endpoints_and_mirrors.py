@@ -49,7 +49,7 @@ def test_mirror_requests_carry_ns_only_in_containerd_16(case: Case) -> None:
     mirror = [ex for ex in case.exchanges() if ex.host == "mirror-a.test"]
     assert mirror
     has_ns = all("ns=mirrored.test" in ex.query for ex in mirror)
-    assert has_ns == (case.profile == "containerd-1.6")
+    assert has_ns == case.since("containerd-1.6")
 
 
 @pytest.mark.behavior("EP-004", "XPORT-001")
@@ -99,7 +99,7 @@ def test_unreachable_first_mirror_follows_the_profile(case: Case) -> None:
     image = case.image()
     case.push(image, "1", host="mirror-b.test")
     ref = case.ref("1", host="deadmirrored.test")
-    if case.profile == "containerd-1.6":
+    if case.since("containerd-1.6"):
         assert case.pull(ref) == image.config_digest
         assert _manifest_hosts(case) == ["mirror-b.test"]
     else:

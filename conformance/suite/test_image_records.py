@@ -125,9 +125,7 @@ def test_repo_tag_order_follows_the_profile(case: Case) -> None:
         # unspecified (Go randomizes map iteration), only the set holds.
         assert sorted(info.repo_tags) == sorted(pulled_order)
         return
-    expected = (
-        sorted(pulled_order) if case.profile == "containerd-1.6" else pulled_order
-    )
+    expected = sorted(pulled_order) if case.since("containerd-1.6") else pulled_order
     assert list(info.repo_tags) == expected
 
 

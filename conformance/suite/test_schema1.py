@@ -58,6 +58,32 @@ def _assert_alive(case: Case) -> None:
     assert case.pull(case.ref("alive")) == image.config_digest
 
 
+@pytest.fixture(autouse=True)
+def _schema1_is_pulled(request: pytest.FixtureRequest, case: Case) -> None:
+    """containerd 2.x pulls no schema1 at all (S1-001): the conversion cases do not apply."""
+    if case.since("containerd-2.0") and request.node.name != (
+        "test_schema1_pull_follows_the_profile"
+    ):
+        pytest.skip(
+            f"unsupported: {case.profile} refuses schema1 manifests (S1-001; "
+            "test_schema1_pull_follows_the_profile shows it)"
+        )
+
+
+@pytest.mark.behavior("S1-001")
+def test_schema1_pull_follows_the_profile(case: Case) -> None:
+    """Up to 1.7 a schema1 tag pulls; containerd 2.x refuses it and records nothing."""
+    s1 = _schema1(case, [case.layer(0)])
+    case.push(s1, "1")
+    if not case.since("containerd-2.0"):
+        assert case.pull(case.ref("1")).startswith("sha256:")
+        return
+    case.pull_error(case.ref("1"))
+    assert case.status(case.ref("1")) is None
+    # Refused from the manifest alone: no layer is downloaded.
+    assert _blob_gets(case) == set()
+
+
 @pytest.mark.behavior("S1-001", "S1-008", "S1-009")
 def test_signed_schema1_pulls_with_the_synthesized_id_and_no_repo_digest(
     case: Case,

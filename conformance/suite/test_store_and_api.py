@@ -42,7 +42,7 @@ def test_empty_image_name_matches_the_only_image(case: Case) -> None:
 
 @pytest.mark.behavior("CRI-007")
 def test_cri_api_versions_follow_the_profile(case: Case) -> None:
-    """containerd 1.6 serves runtime.v1 and v1alpha2; the seed only v1alpha2 (CRI-007)."""
+    """1.6 and 1.7 serve runtime.v1 and v1alpha2; the seed only v1alpha2, 2.x only v1."""
     client = getattr(case.target, "client", None)
     if not isinstance(client, CRIClient):
         pytest.skip("unsupported: the in-process target has no CRI endpoint")
@@ -54,8 +54,8 @@ def test_cri_api_versions_follow_the_profile(case: Case) -> None:
             served[api] = exc.code != "UNIMPLEMENTED"
         else:
             served[api] = True
-    assert served["v1alpha2"]
-    assert served["v1"] == (case.profile == "containerd-1.6")
+    assert served["v1alpha2"] == (not case.since("containerd-2.0"))
+    assert served["v1"] == case.since("containerd-1.6")
 
 
 @pytest.mark.behavior("CRI-001", "FETCH-008")

@@ -96,7 +96,7 @@ def test_oauth_post_answered_400_falls_back_only_in_containerd_16(case: Case) ->
     host = _registry(case, "post-400")
     image = case.image()
     case.push(image, "1", host=host)
-    if case.profile == "containerd-1.6":
+    if case.since("containerd-1.6"):
         assert case.pull(case.ref("1", host=host), auth=ALICE) == image.config_digest
         assert "GET" in {r.method for r in _token_requests(case, "post-400")}
     else:
@@ -128,7 +128,7 @@ def test_post_answer_without_access_token_fails_in_containerd_16(case: Case) -> 
     bearer = [
         ex for ex in case.exchanges(host=host) if ex.auth and ex.auth[0] == "bearer"
     ]
-    if case.profile == "containerd-1.6":
+    if case.since("containerd-1.6"):
         assert bearer == []
 
 
@@ -140,7 +140,7 @@ def test_token_requests_identify_the_runtime_in_containerd_16(case: Case) -> Non
     case.pull(case.ref("1", host=host))
     agents = {r.user_agent or "" for r in _token_requests(case, "standard")}
     assert agents
-    if case.profile == "containerd-1.6":
+    if case.since("containerd-1.6"):
         assert all(agent.startswith("containerd/") for agent in agents)
     else:
         assert agents == {"Go-http-client/1.1"}

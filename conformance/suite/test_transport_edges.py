@@ -29,7 +29,7 @@ def test_operator_headers_reach_registry_requests_only_in_containerd_16(
     registry = case.exchanges(host=personality.registry)
     assert registry
     sent = {ex.header(HEADER_NAME) for ex in registry}
-    if case.profile == "containerd-1.6":
+    if case.since("containerd-1.6"):
         assert sent == {HEADER_VALUE}
     else:
         assert sent == {None}
@@ -74,7 +74,7 @@ def test_empty_quoted_param_ends_challenge_parsing_only_in_the_seed(case: Case) 
     scope = f"repository:{case.repo}:pull"
     _challenge(case, host, f'empty="",service="{host}",scope="{scope}"')
     server = case.world.tokens["standard"].token_server
-    if case.profile == "containerd-1.6":
+    if case.since("containerd-1.6"):
         assert case.pull(case.ref("1", host=host)) == image.config_digest
         assert {r.service for r in server.requests} == {host}
     else:

@@ -24,6 +24,17 @@ from registry_sim.journal import Exchange
 __all__ = ["Case", "case_repo"]
 
 
+#: The containerd line, oldest first: what a generation introduced holds in the later
+#: ones unless a later profile changes it (then the scenario names both ends).
+CONTAINERD_LINE = (
+    "seed",
+    "containerd-1.6",
+    "containerd-1.7",
+    "containerd-2.0",
+    "containerd-2.3",
+)
+
+
 def case_repo(nodeid: str, nonce: str) -> str:
     """A repository name for a test: lower-case, grammar-safe, unique per run."""
     name = nodeid.rsplit("::", 1)[-1]
@@ -44,6 +55,11 @@ class Case:
     pulled: list[str] = field(default_factory=list)
     #: The CRI calls of this case and what came back, for the report's evidence.
     calls: list[str] = field(default_factory=list)
+
+    def since(self, first: str) -> bool:
+        """The case's profile is containerd generation *first* or a later one."""
+        line = CONTAINERD_LINE
+        return self.profile in line and line.index(self.profile) >= line.index(first)
 
     def require(self, *capabilities: str) -> None:
         """Report the case UNSUPPORTED unless the target has every capability."""

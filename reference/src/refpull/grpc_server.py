@@ -290,9 +290,9 @@ class CRIServer:
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=max(1, max_pulls) + RESERVED_WORKERS)
         )
-        apis: list[tuple[str, ModuleType, ModuleType]] = [
-            ("v1alpha2", api_v1alpha2_pb2, api_v1alpha2_pb2_grpc)
-        ]
+        apis: list[tuple[str, ModuleType, ModuleType]] = []
+        if profile.cri_v1alpha2_api:  # CRI-007 Δ2.0
+            apis.append(("v1alpha2", api_v1alpha2_pb2, api_v1alpha2_pb2_grpc))
         if profile.cri_v1_api:
             apis.append(("v1", api_v1_pb2, api_v1_pb2_grpc))  # CRI-007 Δ1.6
         for api, pb2, pb2_grpc in apis:

@@ -111,6 +111,11 @@ class Profile:
     #: HOST-013: hosts.toml entries are ordered by their ``[host."…"]`` table headers
     #: (2.x go-toml v2 parser); 1.x orders every ``host`` key by its line.
     hosts_order_from_table_headers: bool = False
+    # Later generations; the defaults are containerd 1.6's.
+    #: CRI-007: the CRI ``runtime.v1alpha2`` API is served (2.x serves only ``v1``).
+    cri_v1alpha2_api: bool = True
+    #: S1-001: schema1 manifests are converted and pulled (2.x refuses them).
+    schema1_pull: bool = True
 
 
 SEED = Profile(
@@ -209,6 +214,12 @@ CONTAINERD_20 = replace(
     # getSortedHosts walks table headers with go-toml v2's parser (HOST-013).
     configs_tls_supported=False,
     hosts_order_from_table_headers=True,
+    # v2.0.11 internal/cri/server/service.go Register: runtime.v1 only (CRI-007).
+    cri_v1alpha2_api=False,
+    # v2.0.11 client/pull.go: the schema1 converter is disabled unless
+    # CONTAINERD_ENABLE_DEPRECATED_PULL_SCHEMA_1_IMAGE=1; 2.3.4
+    # core/transfer/local/pull.go:66 refuses schema1 outright (S1-001).
+    schema1_pull=False,
 )
 
 CONTAINERD_23 = replace(

@@ -26,7 +26,12 @@ from refpull._downloads import Downloads
 from refpull.config import RegistryConfig
 from refpull.content import ContentStore, state_dir
 from refpull.credentials import AuthConfig
-from refpull.errors import InvalidReference, PullError, UnsupportedMediaType
+from refpull.errors import (
+    InvalidArgument,
+    InvalidReference,
+    PullError,
+    UnsupportedMediaType,
+)
 from refpull.hosts import RegistryHost, registry_hosts
 from refpull.imageref import (
     ImageRef,
@@ -290,6 +295,9 @@ class Puller:
         *,
         pinned: str | None = None,
     ) -> _Image:
+        if not self._profile.schema1_pull:
+            # catalog S1-001 Δ2.0: containerd 2.x refuses schema1 before reading it.
+            raise InvalidArgument("schema 1 image manifests are no longer supported")
         raw = io.read_unverified(phase, target, repo, limit=_SCHEMA1_LIMIT)
         if pinned is not None:
             # catalog S1-004 (SECURITY): checked before anything in it is used.
