@@ -156,6 +156,8 @@ FLAGS = (
     "--allow-non-loopback",
     "--log-requests",
     "--sendfile",
+    "--max-connections",
+    "--head-timeout",
 )
 
 

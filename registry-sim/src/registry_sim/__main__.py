@@ -146,6 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
         "copies, which measured faster on loopback (bench/registry_throughput.py)",
     )
     add(
+        "--max-connections",
+        type=int,
+        default=256,
+        metavar="N",
+        help="connections served at once, one thread each; more are closed at "
+        "once (default: 256)",
+    )
+    add(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="longest a request head may take from its first byte (default: 10)",
+    )
+    add(
         "--log-requests",
         action="store_true",
         help="print one line per exchange (credentials redacted)",
@@ -252,6 +267,8 @@ def _build(args: argparse.Namespace, ca: SimCA) -> RegistrySim:
         names=names,
     )
     sim.server.zero_copy = args.sendfile
+    sim.server.max_connections = args.max_connections
+    sim.server.head_timeout = args.head_timeout
     try:
         _configure_auth(sim, args, ca)
         _preload(sim, args.preload)

@@ -3,6 +3,11 @@
 The loop follows RFC 9112: requests are read one after another on a persistent
 connection until the client closes, asks to close, or a response cannot be framed
 for reuse (a truncated body, a transport fault).
+
+Hostile clients (issue 12): a request head must be complete within the server's
+``head_timeout`` of its first byte, however slowly it trickles; an upload body over
+:data:`SPOOL_OVER` bytes goes to an unlinked temp file in the server's spool
+directory (:class:`SpooledBody`), never into memory, and is closed after the response.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -22,10 +29,14 @@ from registry_sim.wire import FileBody, Headers, Request, Response
 if TYPE_CHECKING:
     from registry_sim.server import RegistryServer
 
-__all__ = ["Connection", "Tunnel"]
+__all__ = ["SPOOL_OVER", "Connection", "SpooledBody", "Tunnel"]
 
-#: Largest request body accepted (uploads arrive whole in ``Request.body``).
+#: Largest request body accepted.
 MAX_BODY = 2 * 1024**3
+#: Upload bodies larger than this (or chunked) are spooled to disk.
+SPOOL_OVER = 1024 * 1024
+_COPY_BLOCK = 1024 * 1024
+_UPLOAD_PATH = "/blobs/uploads/"
 _HANDSHAKE_TIMEOUT = 10.0
 _SMALL_BODY = 64 * 1024
 # Short names for certificate subject attributes, as in RFC 4514 strings.
@@ -53,6 +64,41 @@ class Tunnel:
     host: str
     target: str
     ssl_context: ssl.SSLContext | None
+
+
+class SpooledBody:
+    """A request body in an unlinked temp file: ``len()``, ``read()``, ``close()``.
+
+    It stands in for ``Request.body`` (bytes) on upload requests; the storage copies
+    it in blocks (``storage.append_upload``). Nothing is left on disk: the file has
+    no name, and closing it frees the space.
+    """
+
+    def __init__(self, fileobj: BinaryIO, length: int) -> None:
+        self._file = fileobj
+        self.length = length
+        fileobj.seek(0)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __bool__(self) -> bool:
+        return self.length > 0
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, bytes | bytearray) and len(other) == 0:
+            return self.length == 0
+        return other is self
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def read(self, size: int = -1) -> bytes:
+        """Read up to *size* bytes (all that is left when negative)."""
+        return self._file.read(size)
+
+    def close(self) -> None:
+        """Drop the file."""
+        self._file.close()
 
 
 def subject_string(cert: dict[str, Any] | None) -> str | None:
@@ -123,11 +169,16 @@ class Connection:
             proxied = self.tunnel is not None or (
                 self.server.proxy is not None and not head.target.startswith("/")
             )
-            response = self.server.dispatch(request, proxied=proxied)
-            if not self._respond(
-                request, head, response, proxied_via=self._via(request, proxied)
-            ):
-                return
+            try:
+                response = self.server.dispatch(request, proxied=proxied)
+                if not self._respond(
+                    request, head, response, proxied_via=self._via(request, proxied)
+                ):
+                    return
+            finally:
+                body: object = request.body
+                if isinstance(body, SpooledBody):
+                    body.close()
 
     def _via(self, request: Request, proxied: bool) -> str | None:
         if self.tunnel is not None:
@@ -135,6 +186,17 @@ class Connection:
         return request.host if proxied else None
 
     def _read_head(self) -> tuple[RequestHead, Headers] | None:
+        # The first byte may take the idle timeout; the whole head then has
+        # head_timeout, however it trickles in (a line every few seconds included).
+        if not self.reader.wait_for_data():
+            return None
+        self.reader.deadline = time.monotonic() + self.server.head_timeout
+        try:
+            return self._read_head_lines()
+        finally:
+            self.reader.deadline = None
+
+    def _read_head_lines(self) -> tuple[RequestHead, Headers] | None:
         line = self.reader.readline()
         while line in (b"\r\n", b"\n"):  # RFC 9112 2.2: ignore leading empty lines
             line = self.reader.readline()
@@ -153,7 +215,7 @@ class Connection:
             headers.add(*_http1.parse_header_line(field))
         raise MessageError("too many header fields", 431)
 
-    def _read_body(self, head: RequestHead, headers: Headers) -> bytes:
+    def _read_body(self, head: RequestHead, headers: Headers, path: str) -> bytes:
         framing = _http1.body_framing(headers)
         if framing.length > MAX_BODY:
             raise MessageError("request body too large", 413)
@@ -162,9 +224,42 @@ class Connection:
         has_body = framing.chunked or framing.length > 0
         if expects == "100-continue" and head.version >= (1, 1) and has_body:
             self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if _UPLOAD_PATH in path and (framing.chunked or framing.length > SPOOL_OVER):
+            # Deviation from the type: the upload handlers accept a SpooledBody.
+            return self._spool(framing.chunked, framing.length)  # type: ignore[return-value]
         if framing.chunked:
             return self.reader.read_chunked(MAX_BODY)
         return self.reader.read_exact(framing.length) if framing.length else b""
+
+    def _spool(self, chunked: bool, length: int) -> SpooledBody:
+        """Copy an upload body into an unlinked file of the spool directory."""
+        # Outlives this call: SpooledBody.close() (after the response) closes it.
+        fileobj = tempfile.TemporaryFile(dir=self.server.spool_dir())  # noqa: SIM115
+        try:
+            total = 0
+            if chunked:
+                while size := _http1.parse_chunk_size(self.reader.readline()):
+                    total += size
+                    if total > MAX_BODY:
+                        raise MessageError("chunked body too large", 413)
+                    self._copy(size, fileobj)
+                    if self.reader.readline() not in (b"\r\n", b"\n"):
+                        raise MessageError("chunk data not followed by CRLF")
+                while self.reader.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields are read and dropped
+            else:
+                self._copy(length, fileobj)
+                total = length
+            return SpooledBody(fileobj, total)
+        except BaseException:
+            fileobj.close()
+            raise
+
+    def _copy(self, count: int, out: BinaryIO) -> None:
+        while count:
+            block = self.reader.read_exact(min(count, _COPY_BLOCK))
+            out.write(block)
+            count -= len(block)
 
     def _read_request(self) -> tuple[RequestHead, Request] | None:
         parsed = self._read_head()
@@ -175,7 +270,7 @@ class Connection:
             request = Request("CONNECT", "", headers=headers, host=head.target)
             return head, self._stamp(request)
         authority, path, query = _http1.split_target(head.target)
-        body = self._read_body(head, headers)
+        body = self._read_body(head, headers, path)
         host = authority or headers.get("Host") or ""
         if self.tunnel is not None:
             host = self.tunnel.host

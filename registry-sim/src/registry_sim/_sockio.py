@@ -36,13 +36,31 @@ class LineReader:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._buf = bytearray()
+        #: when set (``time.monotonic()``), reads past it raise TimeoutError: a
+        #: request head that trickles in line by line cannot outlive it.
+        self.deadline: float | None = None
 
     def buffered(self) -> int:
         """Bytes received but not consumed yet."""
         return len(self._buf)
 
+    def wait_for_data(self) -> bool:
+        """Block (socket timeout) until something is buffered; False at end of stream."""
+        return bool(self._buf) or self._fill()
+
     def _fill(self) -> bool:
-        data = self.sock.recv(_RECV_SIZE)
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("request head not received in time")
+            idle = self.sock.gettimeout()
+            self.sock.settimeout(left if idle is None else min(idle, left))
+            try:
+                data = self.sock.recv(_RECV_SIZE)
+            finally:
+                self.sock.settimeout(idle)
+        else:
+            data = self.sock.recv(_RECV_SIZE)
         if not data:
             return False
         self._buf += data

@@ -368,12 +368,15 @@ class Storage:
         """Bytes received so far. Raises :class:`UploadUnknown`."""
         return self._upload(session).size
 
-    def append_upload(self, session: str, data: bytes, start: int | None = None) -> int:
+    def append_upload(
+        self, session: str, data: bytes | BinaryIO, start: int | None = None
+    ) -> int:
         """Append a chunk to an upload session.
 
         Args:
             session: the upload id.
-            data: the chunk.
+            data: the chunk, or a readable file of it (a large body the server
+                spooled to disk), copied in blocks.
             start: where the client says the chunk starts; must equal the size so far.
 
         Returns:
@@ -387,9 +390,12 @@ class Storage:
         with upload.lock:
             if start is not None and start != upload.size:
                 raise UploadOutOfOrder(upload.size, start)
+            written = 0
             with upload.path.open("ab") as out:
-                out.write(data)
-            upload.size += len(data)
+                for chunk in _chunks(data):
+                    out.write(chunk)
+                    written += len(chunk)
+            upload.size += written
             return upload.size
 
     def finish_upload(self, session: str, digest: str) -> str:
