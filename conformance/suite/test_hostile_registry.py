@@ -9,8 +9,10 @@ in a MiB and refused (by a safe runtime) long before the disk matters.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -258,3 +260,38 @@ def test_a_token_response_of_48_mib_is_not_used(case: Case) -> None:
     asked = [ex for ex in case.exchanges() if ex.path.startswith("/token/")]
     assert asked, "the realm was never asked"
     assert outcome == "refused", "the 48 MiB token was accepted"
+
+
+# -- ERR-003: a registry reflecting the Authorization header into its error text -------
+
+
+def _reflect_authorization() -> Custom:
+    """403 for authorized blob requests, the error message quoting the header."""
+
+    def answer(request: Request, response: Response) -> Response:
+        sent = request.headers.get("Authorization")
+        if not sent:
+            return response
+        body = json.dumps(
+            {"errors": [{"code": "DENIED", "message": f"you sent {sent}"}]}
+        ).encode()
+        return Response(403, Headers.of({"Content-Type": "application/json"}), body)
+
+    return Custom(answer)
+
+
+@pytest.mark.behavior("ERR-003")
+def test_a_reflected_authorization_header_is_not_repeated(case: Case) -> None:
+    """The Basic-auth registry answers blob requests with 403 and the Authorization
+    header it received in its error message: the pull error holds no secret."""
+    image = case.image()
+    case.push(image, "1", host="basic.test")
+    case.world.add_fault(
+        Fault(Match(method="GET", path=r"/blobs/sha256:"), _reflect_authorization()),
+        host="basic.test",
+    )
+    error = case.pull_error(case.ref("1", host="basic.test"), auth=ALICE)
+    basic = base64.b64encode(b"alice:alice-secret").decode()
+    assert any(ex.status == 403 for ex in case.exchanges(host="basic.test"))
+    assert basic not in error.message
+    assert "alice-secret" not in error.message

@@ -34,7 +34,7 @@ from refpull.challenge import (
     rejected_credentials,
     retry_decision,
 )
-from refpull.errors import TokenError, TransportError
+from refpull.errors import TokenError, TransportError, scrub_secrets
 from refpull.limits import DEFAULT_LIMITS, Limits
 from refpull.profiles import Profile
 
@@ -404,7 +404,8 @@ def _read_token_body(response: httpx.Response, limit: int) -> None:
 def _token_from(response: httpx.Response, method: str, profile: Profile) -> str:
     status = response.status_code
     if status < 200 or status >= 400:
-        raise TokenError(f"unexpected status: {status} {response.reason_phrase}")
+        reason = scrub_secrets(response.reason_phrase)  # ERR-003: the realm's text
+        raise TokenError(f"unexpected status: {status} {reason}")
     return tokens.parse_token_response(
         response.content, method=method, profile=profile
     ).token

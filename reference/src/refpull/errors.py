@@ -35,8 +35,12 @@ output recognises them, but no message ever contains a password, token or decode
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 __all__ = [
     "QUOTED_REFERENCE_MAX",
+    "REDACTED",
     "AlreadyExists",
     "AuthError",
     "ConfigError",
@@ -65,11 +69,59 @@ __all__ = [
     "UnsupportedMediaType",
     "VerificationError",
     "clip_reference",
+    "scrub_secrets",
 ]
 
 
 #: Characters of a rejected reference an error quotes (the grammar's name limit + tag).
 QUOTED_REFERENCE_MAX = 512
+
+
+_AUTH_VALUE = re.compile(r"(?i)\b(basic|bearer)(\s+)[A-Za-z0-9+/=._~-]{4,}")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_SECRET_PARAM = re.compile(
+    r"(?i)\b(access_token|refresh_token|id_token|token|password|client_secret"
+    r"|signature|sig|x-amz-signature|x-amz-credential|x-amz-security-token"
+    r"|x-goog-signature|x-goog-credential)=[^&\s\"']+"
+)
+REDACTED = "<redacted>"
+
+
+def _auth_value(match: re.Match[str]) -> str:
+    value = match.group(0)[len(match.group(1)) + len(match.group(2)) :]
+    # A credential has digits, padding or mixed case; "basic authentication" has not.
+    if not re.search(r"[0-9+/=]|[a-z][A-Z]|[A-Z][a-z]*[A-Z]", value):
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}{REDACTED}"
+
+
+def scrub_secrets(
+    text: str, secrets: Iterable[str] = (), *, patterns: bool = True
+) -> str:
+    """*text* with anything credential-shaped replaced by ``<redacted>`` (ERR-003).
+
+    Server-supplied text (a reason phrase, an error body's message, a realm's answer)
+    may reflect what the puller sent; it is scrubbed before refpull prints or returns
+    it. Removed: ``Basic``/``Bearer`` values, JSON Web Tokens, secret-named query
+    parameters, and every literal of *secrets* (credentials the caller knows).
+
+    Args:
+        text: the text to show.
+        secrets: literal secrets to remove as well (those under 4 characters are
+            left: they would redact ordinary words).
+        patterns: also remove credential-shaped text (off for refpull's own
+            messages, which quote no credential but may say "basic auth").
+
+    Returns:
+        The scrubbed text.
+    """
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    if not patterns:
+        return text
+    text = _AUTH_VALUE.sub(_auth_value, text)
+    text = _JWT.sub(REDACTED, text)
+    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
 
 
 def clip_reference(reference: str) -> str:

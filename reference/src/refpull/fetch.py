@@ -21,7 +21,7 @@ import httpx
 
 from refpull._gourl import URLError
 from refpull._gourl import parse as parse_go_url
-from refpull.errors import NotFound, PullError, RegistryError
+from refpull.errors import NotFound, PullError, RegistryError, scrub_secrets
 from refpull.hosts import RegistryHost
 from refpull.manifests import Descriptor
 from refpull.mediatypes import (
@@ -145,7 +145,8 @@ def _status_error(url: str, reply: Reply) -> PullError:
     message = f"unexpected status code {url}: {status_line(reply)}"
     server = render_registry_errors(reply.body)
     if server is not None:
-        message += f" - Server message: {server}"
+        # Deviation (ERR-003, security): the server's text may reflect what was sent.
+        message += f" - Server message: {scrub_secrets(server)}"
     return RegistryError(message, status=reply.status, url=url)
 
 

@@ -15,6 +15,7 @@ The pull follows containerd's ``client.Pull`` as the CRI plugin calls it (cri@ab
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from refpull.errors import (
     InvalidReference,
     PullError,
     UnsupportedMediaType,
+    scrub_secrets,
 )
 from refpull.hosts import RegistryHost, registry_hosts
 from refpull.imageref import (
@@ -118,6 +120,20 @@ class _Image:
     size: int
 
 
+def _secrets(auth: AuthConfig | None) -> list[str]:
+    """The literal secrets of a request's AuthConfig (the username is not one)."""
+    if auth is None:
+        return []
+    basic = f"{auth.username}:{auth.password}".encode()
+    return [
+        auth.password,
+        auth.auth,
+        auth.identity_token,
+        auth.registry_token,
+        base64.b64encode(basic).decode() if auth.password else "",
+    ]
+
+
 class Puller:
     """Pulls images into a content store and a snapshot store under *root*."""
 
@@ -175,6 +191,17 @@ class Puller:
                 fetch/unpack errors as containerd words them otherwise; never with a
                 credential in the message.
         """
+        try:
+            return self._pull(ref, auth)
+        except PullError as exc:
+            # ERR-003: a server may have reflected a credential into any text the
+            # error quotes; none of the request's secrets leaves in a message.
+            message = scrub_secrets(str(exc), _secrets(auth), patterns=False)
+            if message == str(exc):
+                raise
+            raise io.prefixed(exc, message) from exc
+
+    def _pull(self, ref: str, auth: AuthConfig | None) -> PullResult:
         if len(ref) > self.limits.max_name_length:
             # Refused before parsing: the reference would be quoted back (PULL-015).
             raise InvalidReference(
@@ -182,7 +209,9 @@ class Puller:
                 f"longer than {self.limits.max_name_length} characters "
                 "(raise it with --max-name-length)",
             )
-        image_ref = parse_docker_ref(ref)
+        image_ref = parse_docker_ref(
+            ref, limit_path_only=self._profile.name_limit_counts_path_only
+        )
         name = str(image_ref)
         location = split_registry_host(image_ref)
         hosts = registry_hosts(location.host, self._config, auth, self._profile)

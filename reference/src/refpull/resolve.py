@@ -24,6 +24,7 @@ from refpull.errors import (
     PullError,
     RegistryError,
     ResolveError,
+    scrub_secrets,
 )
 from refpull.hosts import RegistryHost
 from refpull.imageref import ImageRef, RepoLocation
@@ -70,8 +71,12 @@ class Reply:
 
 
 def status_line(reply: Reply) -> str:
-    """Go's ``resp.Status``: code and the server's reason phrase (ERR-003)."""
-    return f"{reply.status} {reply.reason}".rstrip()
+    """Go's ``resp.Status``: code and the server's reason phrase (ERR-003).
+
+    Deviation (security): the reason phrase is the server's text and may reflect the
+    request's Authorization header; credential-shaped parts are scrubbed.
+    """
+    return f"{reply.status} {scrub_secrets(reply.reason)}".rstrip()
 
 
 def content_length(headers: httpx.Headers) -> int:
