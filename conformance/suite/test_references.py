@@ -222,12 +222,26 @@ def test_name_of_exactly_255_characters_is_accepted(case: Case) -> None:
 
 
 @pytest.mark.behavior("REF-009", "ERR-001")
-def test_name_of_256_characters_is_rejected(case: Case) -> None:
-    """One character more than 255 fails before any request (REF-009)."""
+def test_name_of_256_characters_follows_the_profile(case: Case) -> None:
+    """One character more than 255 fails before any request (REF-009).
+
+    Up to 1.6 the domain counts; from 1.7 only the repository path does, so a
+    256-character name with a shorter path is valid and is looked up.
+    """
     prefix = f"{case.world.sim.host_port}/{case.repo}/"
     name = prefix + "a" * (256 - len(prefix))
     assert len(name) == 256
-    assert case.pull_error(f"{name}:1").code == "UNKNOWN"
+    if not case.since("containerd-1.7"):
+        assert case.pull_error(f"{name}:1").code == "UNKNOWN"
+        _assert_no_request(case)
+        return
+    image = case.image()
+    case.world.sim.push(image, f"{name.split('/', 1)[1]}:1")
+    assert case.pull(f"{name}:1") == image.config_digest
+    case.world.reset()
+    path = f"{case.repo}/" + "a" * (256 - len(case.repo) - 1)
+    assert len(path) == 256
+    assert case.pull_error(f"{case.world.sim.host_port}/{path}:1").code == "UNKNOWN"
     _assert_no_request(case)
 
 

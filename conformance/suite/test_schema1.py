@@ -80,7 +80,10 @@ def test_schema1_pull_follows_the_profile(case: Case) -> None:
         return
     case.pull_error(case.ref("1"))
     assert case.status(case.ref("1")) is None
-    # Refused from the manifest alone: no layer is downloaded.
+    # Refused for what the manifest is (it was served), before any layer is fetched.
+    assert any(
+        "/manifests/" in ex.path and ex.status == 200 for ex in case.exchanges()
+    ), case.journal_text()
     assert _blob_gets(case) == set()
 
 

@@ -325,11 +325,11 @@ def _lint_entry(entry: Mapping[str, Any], switches: frozenset[str] | None) -> li
     security = entry["level"] == "SECURITY"
     if ("SEC" in markers) != security:
         problems.append("the SEC marker and level SECURITY go together")
-    delta = bool({"DELTA-1.6", "DELTA-2.0"} & set(markers))
+    delta = bool({"DELTA-1.6", "DELTA-1.7", "DELTA-2.0"} & set(markers))
     if ("profiles" in entry) != (delta and not security):
         # SECURITY entries carry their per-version difference in `finding`.
         problems.append(
-            "a DELTA marker (1.6, 2.0) marks exactly the entries with profile sentences"
+            "a DELTA marker (1.6, 1.7, 2.0) marks exactly the entries with profile sentences"
         )
     if entry["kind"] == "quirk" and "profiles" not in entry:
         problems.append("a seed quirk needs a profiles.seed sentence")

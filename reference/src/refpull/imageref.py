@@ -125,7 +125,7 @@ class _Invalid(Exception):
     """Internal: carries a Go error text up to :func:`parse_docker_ref`."""
 
 
-def parse_docker_ref(ref: str) -> ImageRef:
+def parse_docker_ref(ref: str, *, limit_path_only: bool = False) -> ImageRef:
     """Normalize *ref* exactly as the CRI plugin does before pulling.
 
     Accepted forms and their normalization:
@@ -149,7 +149,7 @@ def parse_docker_ref(ref: str) -> ImageRef:
             algorithm``, ``invalid checksum digest length``.
     """
     try:
-        named = _parse_normalized_named(ref)
+        named = _parse_normalized_named(ref, limit_path_only)
     except _Invalid as exc:
         raise InvalidReference(ref, str(exc)) from None
     if named.digest is not None:
@@ -162,7 +162,7 @@ def parse_docker_ref(ref: str) -> ImageRef:
     return named
 
 
-def _parse_normalized_named(text: str) -> ImageRef:
+def _parse_normalized_named(text: str, limit_path_only: bool = False) -> ImageRef:
     # behaviors.md REF-006; distribution ParseNormalizedNamed anchoredIdentifierRegexp.
     if _IDENTIFIER_RE.fullmatch(text):
         raise _Invalid(
@@ -175,7 +175,7 @@ def _parse_normalized_named(text: str) -> ImageRef:
     remote_name = remainder.partition(":")[0]
     if remote_name.lower() != remote_name:
         raise _Invalid(_ERR_UPPERCASE)
-    return _parse(f"{domain}/{remainder}")
+    return _parse(f"{domain}/{remainder}", limit_path_only)
 
 
 def _split_docker_domain(name: str) -> tuple[str, str]:
@@ -193,7 +193,7 @@ def _split_docker_domain(name: str) -> tuple[str, str]:
     return domain, remainder
 
 
-def _parse(text: str) -> ImageRef:
+def _parse(text: str, limit_path_only: bool = False) -> ImageRef:
     """distribution ``Parse`` for a string that already carries a domain."""
     match = _REFERENCE_RE.fullmatch(text)
     if match is None:
@@ -203,14 +203,17 @@ def _parse(text: str) -> ImageRef:
             raise _Invalid(_ERR_UPPERCASE)
         raise _Invalid(_ERR_FORMAT)
     name, tag, digest = match.group(1, 2, 3)
-    # behaviors.md REF-009: counted on the normalized name, domain included.
-    if len(name) > _grammar.NAME_TOTAL_LENGTH_MAX:
+    # behaviors.md REF-009: counted on the normalized name, domain included
+    # (containerd 1.7+: github.com/distribution/reference counts only the path).
+    if not limit_path_only and len(name) > _grammar.NAME_TOTAL_LENGTH_MAX:
         raise _Invalid(_ERR_NAME_TOO_LONG)
     name_match = _ANCHORED_NAME_RE.fullmatch(name)
     if name_match is None:  # unreachable: name matched NAME, kept as Parse has it
         domain, path = "", name
     else:
         domain, path = name_match.group(1) or "", name_match.group(2)
+    if limit_path_only and len(path) > _grammar.NAME_TOTAL_LENGTH_MAX:
+        raise _Invalid(_ERR_NAME_TOO_LONG)
     if digest is not None:
         _validate_digest(digest)
     return ImageRef(domain, path, tag, digest)

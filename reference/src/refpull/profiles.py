@@ -116,6 +116,9 @@ class Profile:
     cri_v1alpha2_api: bool = True
     #: S1-001: schema1 manifests are converted and pulled (2.x refuses them).
     schema1_pull: bool = True
+    #: REF-009: the 255-character limit counts only the repository path, not the
+    #: domain (1.7+ vendors github.com/distribution/reference).
+    name_limit_counts_path_only: bool = False
 
 
 SEED = Profile(
@@ -202,6 +205,9 @@ CONTAINERD_17 = replace(
     CONTAINERD_16,
     name="containerd-1.7",
     user_agent="containerd/v1.7.34",
+    # v1.7.34 vendor/github.com/distribution/reference/reference.go:209 checks
+    # len(repo.path) > 255, the domain not counted (REF-009).
+    name_limit_counts_path_only=True,
     # v1.7.34 remotes/docker/config/hosts.go ConfigureHosts: NewHTTPFallback (HOST-012).
     hosts_https_first_with_fallback=True,
 )

@@ -278,7 +278,9 @@ class ImageService:
                 "<r>": …`` or ``failed to update image store "<r>": …``.
         """
         try:
-            ref = parse_docker_ref(image)
+            ref = parse_docker_ref(
+                image, limit_path_only=self.profile.name_limit_counts_path_only
+            )
         except InvalidReference as exc:
             raise ServiceError(
                 f"failed to parse image reference {go_quote(image)}: {exc.reason}",
