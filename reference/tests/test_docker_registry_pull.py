@@ -24,6 +24,7 @@ from refpull.config import parse_config
 from refpull.credentials import AuthConfig
 from refpull.profiles import CONTAINERD_16, SEED, Profile
 from refpull.puller import Puller
+from registry_sim.contained import contained_command
 from registry_sim.images import Image, Layer
 from registry_sim.server import RegistryServer, Router
 from registry_sim.sim import RegistrySim
@@ -93,12 +94,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _copy_in(image: Image, dest: str) -> None:
-    """Copy *image* from a registry-sim into docker-registry with skopeo."""
+def _copy_in(image: Image, dest: str, home: Path) -> None:
+    """Copy *image* from a registry-sim into docker-registry with skopeo.
+
+    skopeo writes only under *home* (no blob-info cache, config or temp file).
+    """
     skopeo = _require("skopeo", "skopeo")
     with RegistrySim() as source:
         source.push(image, "t/app:1")
-        subprocess.run(
+        argv, env = contained_command(
             [
                 skopeo,
                 "copy",
@@ -108,6 +112,12 @@ def _copy_in(image: Image, dest: str) -> None:
                 f"docker://{source.host_port}/t/app:1",
                 f"docker://{dest}/t/app:1",
             ],
+            home / "skopeo",
+            {"NO_PROXY": "*"},
+        )
+        subprocess.run(
+            argv,
+            env=env,
             check=True,
             capture_output=True,
             timeout=60,
@@ -128,7 +138,7 @@ def htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regi
     proc, url, _ = _start(tmp, auth)
     try:
         image = _image()
-        _copy_in(image, url.removeprefix("http://"))
+        _copy_in(image, url.removeprefix("http://"), tmp)
         yield Registry(url, url.removeprefix("http://"), image)
     finally:
         _stop(proc)
@@ -149,7 +159,7 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     proc, url, _ = _start(tmp, auth)
     try:
         image = _image()
-        _copy_in(image, url.removeprefix("http://"))
+        _copy_in(image, url.removeprefix("http://"), tmp)
         yield Registry(url, url.removeprefix("http://"), image)
     finally:
         _stop(proc)

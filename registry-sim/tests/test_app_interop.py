@@ -6,16 +6,17 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from registry_sim.app import RegistryApp
+from registry_sim.contained import contained_command
 from registry_sim.journal import Journal
 from registry_sim.server import RegistryServer
 from registry_sim.storage import Storage
@@ -79,12 +80,20 @@ def write_oci_layout(root: Path) -> tuple[bytes, list[bytes]]:
     return manifest, [config, layer]
 
 
+@dataclass(frozen=True)
+class Skopeo:
+    """skopeo, and the private directory it may write in (its temp dir)."""
+
+    path: str
+    home: Path
+
+
 @pytest.fixture
-def skopeo() -> str:
+def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
     found = shutil.which("skopeo")
     if found is None:
         pytest.fail("skopeo is not installed: install the Debian package 'skopeo'")
-    return found
+    return Skopeo(found, tmp_path_factory.mktemp("skopeo-home"))
 
 
 @pytest.fixture
@@ -100,12 +109,11 @@ def served() -> Iterator[tuple[RegistryApp, Journal, str]]:
         app.check()
 
 
-def run(skopeo: str, *args: str) -> str:
-    env = {**os.environ, "NO_PROXY": "*"}
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        env.pop(name, None)
+def run(skopeo: Skopeo, *args: str) -> str:
+    # No proxy, and nothing written outside skopeo.home (no cache, config, temp file).
+    argv, env = contained_command([skopeo.path, *args], skopeo.home, {"NO_PROXY": "*"})
     done = subprocess.run(
-        [skopeo, *args],
+        argv,
         capture_output=True,
         text=True,
         timeout=120,
@@ -117,7 +125,7 @@ def run(skopeo: str, *args: str) -> str:
 
 
 def test_skopeo_pushes_pulls_and_mounts(
-    skopeo: str, served: tuple[RegistryApp, Journal, str], tmp_path: Path
+    skopeo: Skopeo, served: tuple[RegistryApp, Journal, str], tmp_path: Path
 ) -> None:
     app, journal, registry = served
     manifest, blobs = write_oci_layout(tmp_path / "layout")

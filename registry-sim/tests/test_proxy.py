@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import ssl
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry_sim.contained import contained_command
 from registry_sim.images import Image, Layer
 from registry_sim.proxy import ConnectProxy
 from registry_sim.server import Router
@@ -180,15 +180,14 @@ def test_go_client_pulls_docker_hub_names_from_loopback_via_the_proxy(
     proxy = sim.proxy()
     conf = tmp_path / "registries.conf"
     conf.write_text('unqualified-search-registries = ["docker.io"]\n')
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "SSL_CERT_FILE": str(sim.ca_path),
-        **proxy.environment(),
-    }
+    extra = {"SSL_CERT_FILE": str(sim.ca_path), **proxy.environment()}
     command = [skopeo, "--registries-conf", str(conf), "inspect", "--raw"]
+    # Nothing written outside tmp_path (no cache, config or temp file).
+    argv, env = contained_command(
+        [*command, "docker://docker.io/library/busybox:latest"], tmp_path, extra
+    )
     done = subprocess.run(
-        [*command, "docker://docker.io/library/busybox:latest"],
+        argv,
         env=env,
         capture_output=True,
         timeout=120,

@@ -7,7 +7,6 @@ SimCA chain, the token flow, blob digests, and the schema1 JWS payload rules.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from registry_sim.auth import TokenAuth
+from registry_sim.contained import contained_command
 from registry_sim.images import Image, Index, Layer, Schema1, load_recipe
 from registry_sim.sim import RegistrySim
 from registry_sim.tls import SimCA
@@ -32,10 +32,14 @@ class Env:
         self.sim, self.cert_dir, self.tokens = sim, cert_dir, tokens
 
     def skopeo(self, *args: str, home: Path) -> subprocess.CompletedProcess[bytes]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
-        env["NO_PROXY"] = "localhost,127.0.0.1,::1"
-        return subprocess.run(
+        # Nothing outside the test's temp dir: no cache, config or temp file.
+        argv, env = contained_command(
             [SKOPEO, "--insecure-policy", *args],
+            home,
+            {"NO_PROXY": "localhost,127.0.0.1,::1"},
+        )
+        return subprocess.run(
+            argv,
             capture_output=True,
             env=env,
             timeout=120,
@@ -182,3 +186,32 @@ def test_skopeo_pulls_over_mtls_with_a_client_certificate(tmp_path: Path) -> Non
         )
         assert refused.returncode != 0
         assert any(ex.path == "/v2/t/mtls/manifests/1" for ex in sim.journal.exchanges)
+
+
+def _global_state() -> dict[str, tuple[int, int]]:
+    """Every file containers/image could write outside a test: path -> (mtime, size)."""
+    home = Path.home()
+    roots = [
+        Path("/var/lib/containers"),
+        Path("/run/containers"),
+        home / ".config" / "containers",
+        home / ".local" / "share" / "containers",
+        home / ".cache" / "containers",
+    ]
+    seen = {}
+    for root in roots:
+        for path in [root, *root.rglob("*")] if root.exists() else []:
+            info = path.lstat()
+            seen[str(path)] = (info.st_mtime_ns, info.st_size)
+    return seen
+
+
+def test_skopeo_writes_nothing_outside_the_tests_temp_dir(
+    env: Env, tmp_path: Path
+) -> None:
+    """Its blob-info cache, config and temp files all land under tmp_path."""
+    before = _global_state()
+    image = load_recipe(RECIPES / "busybox-like.json", nonce=tmp_path.name)
+    _copy(env, image, "t/contained:1", tmp_path)
+    assert _global_state() == before
+    assert list(tmp_path.rglob("blob-info-cache-v1.boltdb")), "the cache went elsewhere"
