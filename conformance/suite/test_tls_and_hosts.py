@@ -22,6 +22,7 @@ def test_docker_hub_default_endpoint_is_tried_twice_when_configured_as_mirror(
     case: Case,
 ) -> None:
     """A ``registry-1.docker.io`` mirror does not suppress the default: it repeats (EP-003)."""
+    case.require_tables()
     case.require(Capability.PROXY_ENVIRONMENT, Capability.CONFIGURE_REGISTRIES)
     name = case.repo.replace("/", "-")
     case.pull_error(f"{name}:1")
@@ -38,6 +39,7 @@ def test_docker_hub_default_endpoint_is_tried_twice_when_configured_as_mirror(
 @pytest.mark.behavior("EP-006")
 def test_schemeless_mirror_endpoint_follows_the_profile(case: Case) -> None:
     """``host:port`` without a scheme: seed fails before any I/O, 1.6 adds http (EP-006)."""
+    case.require_tables()
     sim = case.world.extra_http
     image = case.image()
     sim.push(image, f"{case.repo}:1")
@@ -53,6 +55,7 @@ def test_schemeless_mirror_endpoint_follows_the_profile(case: Case) -> None:
 @pytest.mark.behavior("HOST-002")
 def test_endpoint_path_slash_is_used_verbatim_without_v2(case: Case) -> None:
     """An endpoint path ``/`` is not replaced by ``/v2`` (HOST-002)."""
+    case.require_tables()
     sim = case.world.extra_http
     sim.push(case.image(), f"{case.repo}:1")
     case.pull_error(case.ref("1", host="slashpath.test"))

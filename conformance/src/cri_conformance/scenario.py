@@ -61,6 +61,19 @@ class Case:
         line = CONTAINERD_LINE
         return self.profile in line and line.index(self.profile) >= line.index(first)
 
+    def require_tables(self) -> None:
+        """UNSUPPORTED unless the target's registries are configured as tables.
+
+        Cases about ``registry.mirrors`` endpoint strings: hosts.toml gives the same
+        strings other meanings, graded by its own cases.
+        """
+        style = getattr(self.target, "registry_style", "")
+        if style and style != "tables":
+            pytest.skip(
+                f"unsupported: a registry.mirrors table case; the {self.target.name} "
+                "target is configured with hosts.toml files"
+            )
+
     def require(self, *capabilities: str) -> None:
         """Report the case UNSUPPORTED unless the target has every capability."""
         missing = [c for c in capabilities if c not in self.target.capabilities]

@@ -88,6 +88,8 @@ class ContainerdTarget(ManagedTarget):
         self.generation = generation or binary_generation(resolved)
         self.config_style = config_style
         self.unsupported_hosts: dict[str, str] = {}
+        #: how registries are configured (``tables``/``hosts``), once started.
+        self.registry_style = ""
         super().__init__(
             workdir=Path(tempfile.mkdtemp(prefix="cri-conformance-containerd-")),
             profile=profile or self.generation.profile,
@@ -112,6 +114,7 @@ class ContainerdTarget(ManagedTarget):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         rendered = self.rendered()
         self.unsupported_hosts = dict(rendered.unsupported)
+        self.registry_style = rendered.style
         hosts_dir = self.workdir / "certs.d"
         shutil.rmtree(hosts_dir, ignore_errors=True)
         for namespace, text in rendered.hosts.items():

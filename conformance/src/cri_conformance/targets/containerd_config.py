@@ -129,6 +129,8 @@ class Rendered:
     hosts: Mapping[str, str] = field(default_factory=dict)
     #: registry host -> why the suite could not configure it for this generation.
     unsupported: Mapping[str, str] = field(default_factory=dict)
+    #: the registry configuration style used: ``tables`` or ``hosts``.
+    style: str = "tables"
 
 
 def _q(value: str) -> str:
@@ -345,4 +347,4 @@ def render(
             lines += _tls_lines(f"{registry}.configs.{_q(host)}.tls", settings)
         if settings.auth is not None and credentials:
             lines += _auth_lines(f"{registry}.configs.{_q(host)}.auth", settings.auth)
-    return Rendered("\n".join(lines) + "\n", hosts, unsupported)
+    return Rendered("\n".join(lines) + "\n", hosts, unsupported, style)

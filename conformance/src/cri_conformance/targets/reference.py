@@ -45,10 +45,11 @@ def _generation(profile: str) -> Generation:
 
 def write_config(
     directory: Path, setup: RegistrySetup, profile: str, style: str | None
-) -> tuple[Path, dict[str, str]]:
+) -> tuple[Path, dict[str, str], str]:
     """Write config.toml and its hosts.toml files into *directory*.
 
-    Returns the config's path and the hosts the dialect could not configure.
+    Returns the config's path, the hosts the dialect could not configure and the
+    registry style used.
     """
     rendered = render(directory, setup, _generation(profile), style=style)
     directory.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,7 @@ def write_config(
         (directory / "certs.d" / namespace / "hosts.toml").write_text(text)
     path = directory / "config.toml"
     path.write_text(rendered.config)
-    return path, dict(rendered.unsupported)
+    return path, dict(rendered.unsupported), rendered.style
 
 
 class ReferenceTarget:
@@ -82,6 +83,7 @@ class ReferenceTarget:
         self.setup = setup
         self.config_style = config_style
         self.unsupported_hosts: dict[str, str] = {}
+        self.registry_style = ""
         self.environment = environment
         self._saved_cert_file = os.environ.get("SSL_CERT_FILE")
         if environment.ca_bundle:
@@ -92,7 +94,7 @@ class ReferenceTarget:
 
     def _open(self) -> ImageService:
         refpull_profile = get_profile(self.profile)
-        path, self.unsupported_hosts = write_config(
+        path, self.unsupported_hosts, self.registry_style = write_config(
             self.root, self.setup, self.profile, self.config_style
         )
         config = parse_config(path.read_text(), refpull_profile)
@@ -174,6 +176,7 @@ class ReferenceGrpcTarget(ManagedTarget):
     ) -> None:
         self.config_style = config_style
         self.unsupported_hosts: dict[str, str] = {}
+        self.registry_style = ""
         super().__init__(
             workdir=workdir,
             profile=profile,
@@ -188,7 +191,7 @@ class ReferenceGrpcTarget(ManagedTarget):
         return self.workdir / "refpull.sock"
 
     def _launch(self) -> list[str]:
-        config, self.unsupported_hosts = write_config(
+        config, self.unsupported_hosts, self.registry_style = write_config(
             self.workdir, self.setup, self.profile, self.config_style
         )
         root = str(self.workdir / "root")
