@@ -15,27 +15,26 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from registry_sim import _http1
 from registry_sim._http1 import MessageError, RequestHead, plain_response
 from registry_sim._sockio import BodyWriter, LineReader, abort, wait_unsent
+from registry_sim._spool import SpooledBody, spool_body
 from registry_sim.wire import FileBody, Headers, Request, Response
 
 if TYPE_CHECKING:
     from registry_sim.server import RegistryServer
 
-__all__ = ["SPOOL_OVER", "Connection", "SpooledBody", "Tunnel"]
+__all__ = ["SPOOL_OVER", "Connection", "Tunnel"]
 
 #: Largest request body accepted.
 MAX_BODY = 2 * 1024**3
 #: Upload bodies larger than this (or chunked) are spooled to disk.
 SPOOL_OVER = 1024 * 1024
-_COPY_BLOCK = 1024 * 1024
 _UPLOAD_PATH = "/blobs/uploads/"
 _HANDSHAKE_TIMEOUT = 10.0
 _SMALL_BODY = 64 * 1024
@@ -64,41 +63,6 @@ class Tunnel:
     host: str
     target: str
     ssl_context: ssl.SSLContext | None
-
-
-class SpooledBody:
-    """A request body in an unlinked temp file: ``len()``, ``read()``, ``close()``.
-
-    It stands in for ``Request.body`` (bytes) on upload requests; the storage copies
-    it in blocks (``storage.append_upload``). Nothing is left on disk: the file has
-    no name, and closing it frees the space.
-    """
-
-    def __init__(self, fileobj: BinaryIO, length: int) -> None:
-        self._file = fileobj
-        self.length = length
-        fileobj.seek(0)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __bool__(self) -> bool:
-        return self.length > 0
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, bytes | bytearray) and len(other) == 0:
-            return self.length == 0
-        return other is self
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def read(self, size: int = -1) -> bytes:
-        """Read up to *size* bytes (all that is left when negative)."""
-        return self._file.read(size)
-
-    def close(self) -> None:
-        """Drop the file."""
-        self._file.close()
 
 
 def subject_string(cert: dict[str, Any] | None) -> str | None:
@@ -225,41 +189,19 @@ class Connection:
         if expects == "100-continue" and head.version >= (1, 1) and has_body:
             self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         if _UPLOAD_PATH in path and (framing.chunked or framing.length > SPOOL_OVER):
-            # Deviation from the type: the upload handlers accept a SpooledBody.
-            return self._spool(framing.chunked, framing.length)  # type: ignore[return-value]
+            spooled = spool_body(
+                self.reader,
+                chunked=framing.chunked,
+                length=framing.length,
+                limit=MAX_BODY,
+                directory=self.server.spool_dir(),
+            )
+            # Request.body says bytes; the upload handlers also take a SpooledBody
+            # (len, bool, read), and anything else would fail loudly, not silently.
+            return cast("bytes", spooled)
         if framing.chunked:
             return self.reader.read_chunked(MAX_BODY)
         return self.reader.read_exact(framing.length) if framing.length else b""
-
-    def _spool(self, chunked: bool, length: int) -> SpooledBody:
-        """Copy an upload body into an unlinked file of the spool directory."""
-        # Outlives this call: SpooledBody.close() (after the response) closes it.
-        fileobj = tempfile.TemporaryFile(dir=self.server.spool_dir())  # noqa: SIM115
-        try:
-            total = 0
-            if chunked:
-                while size := _http1.parse_chunk_size(self.reader.readline()):
-                    total += size
-                    if total > MAX_BODY:
-                        raise MessageError("chunked body too large", 413)
-                    self._copy(size, fileobj)
-                    if self.reader.readline() not in (b"\r\n", b"\n"):
-                        raise MessageError("chunk data not followed by CRLF")
-                while self.reader.readline() not in (b"\r\n", b"\n", b""):
-                    pass  # trailer fields are read and dropped
-            else:
-                self._copy(length, fileobj)
-                total = length
-            return SpooledBody(fileobj, total)
-        except BaseException:
-            fileobj.close()
-            raise
-
-    def _copy(self, count: int, out: BinaryIO) -> None:
-        while count:
-            block = self.reader.read_exact(min(count, _COPY_BLOCK))
-            out.write(block)
-            count -= len(block)
 
     def _read_request(self) -> tuple[RequestHead, Request] | None:
         parsed = self._read_head()
