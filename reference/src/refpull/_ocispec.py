@@ -120,8 +120,12 @@ HISTORY = _struct(
 
 
 @cache
-def image(spec11: bool) -> Kind:
-    """``v1.Image`` with its ``ImageConfig`` (behaviors.md S1-008 field order)."""
+def image(spec11: bool, *, embedded_platform: bool = False) -> Kind:
+    """``v1.Image`` with its ``ImageConfig`` (behaviors.md S1-008 field order).
+
+    *embedded_platform*: image-spec v1.1.0 (containerd 1.7+) embeds ``Platform`` in
+    ``Image``, so its fields follow in Platform's order (variant after os.features).
+    """
     config = [
         Field("User", STRING, omitempty=True),
         Field("ExposedPorts", _map(EMPTY), omitempty=True),
@@ -138,12 +142,16 @@ def image(spec11: bool) -> Kind:
     fields = [
         Field("created", _ptr(TIME), omitempty=True),
         Field("author", STRING, omitempty=True),
-        Field("architecture", STRING),
     ]
-    if spec11:
+    if embedded_platform:
+        fields += PLATFORM.fields
+    else:
+        fields.append(Field("architecture", STRING))
+    if spec11 and not embedded_platform:
         fields.append(Field("variant", STRING, omitempty=True))
-    fields.append(Field("os", STRING))
-    if spec11:
+    if not embedded_platform:
+        fields.append(Field("os", STRING))
+    if spec11 and not embedded_platform:
         fields += [
             Field("os.version", STRING, omitempty=True),
             Field("os.features", STRINGS, omitempty=True),

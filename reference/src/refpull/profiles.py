@@ -119,6 +119,9 @@ class Profile:
     #: REF-009: the 255-character limit counts only the repository path, not the
     #: domain (1.7+ vendors github.com/distribution/reference).
     name_limit_counts_path_only: bool = False
+    #: S1-008: the synthesized config's platform fields follow image-spec v1.1.0's
+    #: embedded ``Platform`` order (``variant`` after ``os.features``).
+    image_config_embeds_platform: bool = False
 
 
 SEED = Profile(
@@ -208,6 +211,9 @@ CONTAINERD_17 = replace(
     # v1.7.34 vendor/github.com/distribution/reference/reference.go:209 checks
     # len(repo.path) > 255, the domain not counted (REF-009).
     name_limit_counts_path_only=True,
+    # v1.7.34 vendors image-spec v1.1.0: config.go Image embeds Platform, so the
+    # schema1 converter's json.MarshalIndent(img) puts variant last (S1-008).
+    image_config_embeds_platform=True,
     # v1.7.34 remotes/docker/config/hosts.go ConfigureHosts: NewHTTPFallback (HOST-012).
     hosts_https_first_with_fallback=True,
 )

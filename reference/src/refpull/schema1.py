@@ -335,7 +335,9 @@ class Schema1Converter:
         states = self._states(diff_ids, empty_blobs)
         history, layer_diff_ids = self._history(states)
         spec11 = self.profile.schema1_config_image_spec_11
-        image_kind = _ocispec.image(spec11)
+        image_kind = _ocispec.image(
+            spec11, embedded_platform=self.profile.image_config_embeds_platform
+        )
         try:
             top = self._layers[0].v1_compatibility.encode("utf-8")
             image = decode_value(image_kind, decode_tree(top))
