@@ -34,12 +34,13 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from refpull import mediatypes
+from refpull._flights import Flights
 from refpull._gourl import go_quote
 from refpull._grpc_codes import ServiceError, grpc_code
 from refpull._reachable import reachable
@@ -98,16 +99,6 @@ class FilesystemUsage:
     mountpoint: str
     used_bytes: int
     inodes_used: int
-
-
-class _Flight:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.result: str | None = None
-        self.error: BaseException | None = None
-        #: callers still waiting; the last one to give up cancels the pull.
-        self.interest = 0
-        self.cancel = Cancel()
 
 
 class ImageService:
@@ -178,8 +169,7 @@ class ImageService:
 
         self._custom_factory = puller_factory
         self._default_factory = default_factory
-        self._flights: dict[Hashable, _Flight] = {}
-        self._flights_lock = threading.Lock()
+        self._flights = Flights()
         self._records_lock = threading.RLock()
         self._state = threading.Condition()
         self._active = 0
@@ -286,59 +276,21 @@ class ImageService:
                 f"failed to parse image reference {go_quote(image)}: {exc.reason}",
                 cause=exc,
             ) from exc
-        return self._single_flight(
-            str(ref),
-            auth,
-            lambda flight: self._pull(ref, auth, flight.cancel),
+        name = str(ref)
+
+        def gone(reason: str) -> ServiceError:
+            cause = PullCanceled(reason)
+            return ServiceError(
+                f"failed to pull and unpack image {go_quote(name)}: {cause}",
+                cause=cause,
+            )
+
+        return self._flights.run(
+            (name, auth),
+            lambda shared: self._pull(ref, auth, shared),
             cancel or Cancel(),
+            gone,
         )
-
-    def _single_flight(
-        self,
-        name: str,
-        auth: AuthConfig | None,
-        run: Callable[[_Flight], str],
-        cancel: Cancel,
-    ) -> str:
-        key: Hashable = (name, auth)
-        with self._flights_lock:
-            flight = self._flights.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[key] = _Flight()
-            flight.interest += 1
-        cancel.on_cancel(lambda reason: self._give_up(flight, reason))
-        if not leader:
-            while not flight.done.wait(0.1):
-                if cancel.cancelled:
-                    # This caller has gone; the shared pull goes on for the others.
-                    cause = PullCanceled(cancel.reason or "context canceled")
-                    raise ServiceError(
-                        f"failed to pull and unpack image {go_quote(name)}: {cause}",
-                        cause=cause,
-                    )
-            if flight.error is not None:
-                raise flight.error
-            assert flight.result is not None
-            return flight.result
-        try:
-            flight.result = run(flight)
-            return flight.result
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            with self._flights_lock:
-                del self._flights[key]
-            flight.done.set()
-
-    def _give_up(self, flight: _Flight, reason: str) -> None:
-        """A caller of *flight* has gone; the last one to go cancels the pull."""
-        with self._flights_lock:
-            flight.interest -= 1
-            last = flight.interest <= 0 and not flight.done.is_set()
-        if last:
-            flight.cancel.cancel(reason)
 
     def _pull(self, ref: ImageRef, auth: AuthConfig | None, cancel: Cancel) -> str:
         name = str(ref)
