@@ -10,6 +10,7 @@ here, and passed down (XPORT-001).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -99,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         with renderer:
             result = puller.pull(args.image, auth)
     except RefpullError as exc:
+        # A one-shot pull resumes nothing later: its partial downloads go (PULL-015).
+        with contextlib.suppress(OSError):
+            puller.content.discard_partial_ingests()
         # Typed errors carry no credential (errors.py), so the message is safe to show.
         print(f"refpull pull: {type(exc).__name__}: {exc}{_hint(exc)}", file=sys.stderr)
         return 1

@@ -301,6 +301,25 @@ class ContentStore:
                     out.append(digest)
         return out
 
+    def discard_partial_ingests(self) -> int:
+        """Remove every partial ingest no writer holds; returns how many went.
+
+        ``refpull pull`` calls this after a failed pull: a one-shot command has no
+        later pull to resume them, so they would only hold disk (a hostile registry
+        that cuts every layer short fills it). Ingests locked by a running pull stay.
+        """
+        removed = 0
+        for directory in sorted((self.root / "ingest").iterdir()):
+            lock = _RefLock(self.root / "locks" / directory.name)
+            if not lock.try_acquire():
+                continue
+            try:
+                shutil.rmtree(directory, ignore_errors=True)
+                removed += 1
+            finally:
+                lock.release(unlink=True)
+        return removed
+
     def _key(self, ref: str) -> str:
         return hashlib.sha256(ref.encode("utf-8", "surrogatepass")).hexdigest()
 
