@@ -45,7 +45,7 @@ __all__ = ["MAX_REDIRECTS", "FollowRedirects", "RegistryAuth", "redirect_target"
 #: error ("stopped after 10 redirects") and at most 9 redirects are followed.
 MAX_REDIRECTS = 10
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_TokenFlow = Generator[httpx.Request, httpx.Response, str]
+_TokenFlow = Generator[httpx.Request, httpx.Response, tokens.TokenResponse]
 _RequestFlow = Generator[httpx.Request, httpx.Response, httpx.Request]
 
 
@@ -254,7 +254,7 @@ class RegistryAuth(httpx.Auth):
         if not mine:
             return "Bearer " + _reraise(slot)
         try:
-            token = yield from self._fetch_token(handler, scopes)
+            answer = yield from self._fetch_token(handler, scopes)
         except TokenError as exc:
             slot.finish(error=exc)
             raise TokenError(f"failed to authorize: {exc}") from exc
@@ -262,8 +262,10 @@ class RegistryAuth(httpx.Auth):
             prefix = tokens.anonymous_prefix(handler.secret)
             slot.finish(error=TokenError(f"{prefix}: token request did not complete"))
             raise
-        slot.finish(token=token)
-        return "Bearer " + token
+        # behaviors.md TOKEN-006 Δ1.7: expires_in bounds the cached token's life.
+        life = answer.expires_in if self._profile.token_expiry_honoured else None
+        slot.finish(token=answer.token, expires_in=life)
+        return "Bearer " + answer.token
 
     def _fetch_token(self, handler: _Handler, scopes: tuple[str, ...]) -> _TokenFlow:
         assert handler.options is not None
@@ -401,14 +403,14 @@ def _read_token_body(response: httpx.Response, limit: int) -> None:
     response._content = bytes(body)
 
 
-def _token_from(response: httpx.Response, method: str, profile: Profile) -> str:
+def _token_from(
+    response: httpx.Response, method: str, profile: Profile
+) -> tokens.TokenResponse:
     status = response.status_code
     if status < 200 or status >= 400:
         reason = scrub_secrets(response.reason_phrase)  # ERR-003: the realm's text
         raise TokenError(f"unexpected status: {status} {reason}")
-    return tokens.parse_token_response(
-        response.content, method=method, profile=profile
-    ).token
+    return tokens.parse_token_response(response.content, method=method, profile=profile)
 
 
 class FollowRedirects(httpx.Auth):

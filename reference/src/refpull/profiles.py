@@ -122,6 +122,9 @@ class Profile:
     #: S1-008: the synthesized config's platform fields follow image-spec v1.1.0's
     #: embedded ``Platform`` order (``variant`` after ``os.features``).
     image_config_embeds_platform: bool = False
+    #: TOKEN-006: a cached bearer token is fetched again once its ``expires_in``
+    #: has passed (1.7+; 1.6 keeps it for the handler's life).
+    token_expiry_honoured: bool = False
 
 
 SEED = Profile(
@@ -214,6 +217,9 @@ CONTAINERD_17 = replace(
     # v1.7.34 vendors image-spec v1.1.0: config.go Image embeds Platform, so the
     # schema1 converter's json.MarshalIndent(img) puts variant last (S1-008).
     image_config_embeds_platform=True,
+    # v1.7.34 remotes/docker/authorizer.go:276-281 keeps each scoped token's
+    # expirationTime (getExpirationTime, :343) and fetches anew after it (TOKEN-006).
+    token_expiry_honoured=True,
     # v1.7.34 remotes/docker/config/hosts.go ConfigureHosts: NewHTTPFallback (HOST-012).
     hosts_https_first_with_fallback=True,
 )

@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -263,13 +264,33 @@ class TokenSlot:
         self._done = threading.Event()
         self.token: str | None = None
         self.error: Exception | None = None
+        #: ``time.monotonic()`` after which the token is stale (None: never).
+        self.expires_at: float | None = None
 
     def finish(
-        self, *, token: str | None = None, error: Exception | None = None
+        self,
+        *,
+        token: str | None = None,
+        error: Exception | None = None,
+        expires_in: int | None = None,
     ) -> None:
-        """Record the outcome and wake every waiter."""
+        """Record the outcome and wake every waiter.
+
+        *expires_in* (seconds, > 0) makes the token stale that long after now, as
+        containerd 1.7's ``getExpirationTime`` does (TOKEN-006).
+        """
         self.token, self.error = token, error
+        if expires_in is not None and expires_in > 0:
+            self.expires_at = time.monotonic() + expires_in
         self._done.set()
+
+    def expired(self) -> bool:
+        """A finished fetch whose token outlived its ``expires_in``."""
+        return (
+            self._done.is_set()
+            and self.expires_at is not None
+            and time.monotonic() >= self.expires_at
+        )
 
     def wait(self) -> str:
         """Block until the fetch finished; return the token or raise its error."""
@@ -282,9 +303,9 @@ class TokenSlot:
 class TokenCache:
     """Tokens of one host handler keyed by the joined scope string (TOKEN-006).
 
-    Like containerd, ``expires_in`` is not used to refresh (tokens live as long as the
-    handler, one host in one phase of one pull) and a failed fetch is cached as well;
-    concurrent requests share one in-flight fetch.
+    Tokens live as long as the handler (one host in one phase of one pull) unless
+    their slot was given an ``expires_in`` (containerd 1.7+ honours it; 1.6 does not);
+    a failed fetch is cached as well; concurrent requests share one in-flight fetch.
     """
 
     def __init__(self) -> None:
@@ -296,7 +317,7 @@ class TokenCache:
         key = " ".join(scopes)
         with self._lock:
             slot = self._slots.get(key)
-            if slot is not None:
+            if slot is not None and not slot.expired():
                 return slot, False
             slot = self._slots[key] = TokenSlot()
             return slot, True
