@@ -140,3 +140,32 @@ def test_an_image_with_too_many_layers_is_refused(tmp_path: Path) -> None:
             CONTAINERD_16,
             limits=Limits(max_layers=2),
         )
+
+
+@pytest.mark.behavior("PULL-014")
+def test_many_small_layers_add_up_to_the_image_limit(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    tars = [zero_file_tar(3 * MIB + i * 512) for i in range(3)]  # distinct diff_ids
+    blobs = [gzip.compress(t) for t in tars]
+    descs = []
+    for blob in blobs:
+        digest = sha256_digest(blob)
+        with store.content.ingest(
+            "l-" + digest, expected_digest=digest, expected_size=len(blob)
+        ) as ing:
+            ing.write(blob)
+            ing.commit()
+        descs.append(
+            Descriptor(media_type=mt.DOCKER_LAYER, digest=digest, size=len(blob))
+        )
+    limits = Limits(max_image_size=7 * MIB, max_layer_ratio=10**6, ratio_floor=MIB)
+    with pytest.raises(LimitExceeded, match=r"--max-image-size"):
+        apply_layers(
+            store.content,
+            store.snapshots,
+            descs,
+            [sha256_digest(t) for t in tars],
+            CONTAINERD_16,
+            limits=limits,
+        )
+    assert len(store.snapshots.list()) == 2  # the first two fit

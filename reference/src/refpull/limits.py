@@ -43,6 +43,8 @@ class Limits:
 
     Attributes:
         max_layer_size: bytes one layer may inflate to (``--max-layer-size``).
+        max_image_size: bytes the layers one pull applies may inflate to together
+            (``--max-image-size``): many small bombs add up.
         max_layer_ratio: inflated/compressed size a layer may reach once it has
             inflated past *ratio_floor* (``--max-layer-ratio``); real layers stay
             under 20, deflate's ceiling is about 1030.
@@ -56,6 +58,7 @@ class Limits:
     """
 
     max_layer_size: int = 16 * _GIB
+    max_image_size: int = 32 * _GIB
     max_layer_ratio: int = 250
     ratio_floor: int = 64 * _MIB
     max_token_bytes: int = 1 * _MIB
@@ -90,6 +93,7 @@ DEFAULT_LIMITS = Limits()
 
 _FLAGS = {
     "max_layer_size": ("--max-layer-size", "bytes one layer may inflate to"),
+    "max_image_size": ("--max-image-size", "bytes an image's layers inflate to"),
     "max_layer_ratio": ("--max-layer-ratio", "inflated/compressed size of a layer"),
     "ratio_floor": ("--ratio-floor", "inflated bytes below which no ratio is judged"),
     "max_token_bytes": ("--max-token-bytes", "size of a token response body"),

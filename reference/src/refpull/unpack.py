@@ -193,18 +193,19 @@ def _apply_one(
     layer: Descriptor,
     diff_id: str,
     profile: Profile,
-    limits: Limits,
-) -> list[str]:
+    bound: tuple[int, str],
+) -> tuple[list[str], int]:
+    """Extract one layer into *tmp_fs*; returns its notes and its inflated size."""
     notes: list[str] = []
-    bound, flag = limits.inflate_bound(layer.size)
     with (
         content.open(layer.digest) as blob,
         open_decompressed(blob, zstd=profile.zstd_layers) as (_, reader),
     ):
-        hashing = _HashingReader(_BoundedReader(reader, bound, flag, diff_id))
+        bounded = _BoundedReader(reader, *bound, diff_id)
+        hashing = _HashingReader(bounded)
         try:
             if not hashing.at_eof():
-                result = extract_tar(hashing, tmp_fs, max_bytes=(bound, flag))
+                result = extract_tar(hashing, tmp_fs, max_bytes=bound)
                 notes = result.notes
             calculated = hashing.drain()
         except (UnsafePath, LimitExceeded):
@@ -223,7 +224,7 @@ def _apply_one(
             expected=diff_id,
             actual=calculated,
         )
-    return notes
+    return notes, bounded.count
 
 
 def apply_layers(
@@ -281,6 +282,7 @@ def apply_layers(
     if not profile.deferred_layer_download:
         for desc in layers:  # seed: every blob is downloaded before unpacking
             ensure(desc)
+    left = limits.max_image_size  # PULL-014: what this pull may still inflate
     for i, (layer, diff_id, chain) in enumerate(
         zip(layers, diff_ids, chains, strict=True)
     ):
@@ -297,7 +299,13 @@ def apply_layers(
             )
         tmp = snapshots.prepare(chains[i - 1] if i else None)
         try:
-            notes = _apply_one(content, tmp / "fs", layer, diff_id, profile, limits)
+            bound = limits.inflate_bound(layer.size)
+            if left < bound[0]:
+                bound = (left, "--max-image-size")
+            notes, inflated = _apply_one(
+                content, tmp / "fs", layer, diff_id, profile, bound
+            )
+            left -= inflated
             snapshots.commit(tmp, chain, notes)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
