@@ -49,7 +49,7 @@ def sim() -> Iterator[RegistrySim]:
 
 def _image(nonce: str, size: int = 4096) -> Image:
     layer = Layer.from_files({"f.bin": os.urandom(size), "n.txt": nonce.encode()})
-    return Image.schema2([layer], Config(), nonce=nonce)  # type: ignore[arg-type]
+    return Image.schema2([layer], Config(), nonce=nonce)
 
 
 def _trickle(sim: RegistrySim) -> None:
