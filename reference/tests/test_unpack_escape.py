@@ -194,21 +194,31 @@ def test_a_component_replaced_in_a_later_layer_is_not_followed(
 
 # -- the property: hostile layer sequences ------------------------------------------
 
-_NAMES = ["a", "b", "a/x", "a/x/y", "b/x", "x"]
+_NAMES = ["a", "b", "a/x", "a/x/y", "b/x", "x", "a/x/file", "../canary/x", "/canary"]
+_LINKS = st.sampled_from(
+    [
+        "@canary",
+        "@canary/x",
+        "@canary/file",
+        "../canary",
+        "../../../../canary",
+        "/",
+        "a",
+    ]
+)
+_MODES = st.sampled_from([0o777, 0o4755, 0o6777, 0o000, 0o755, 0o644])
+_UIDS = st.sampled_from([0, 4242])
 
 
 def _entry() -> st.SearchStrategy[T]:
     names = st.sampled_from(_NAMES)
-    modes = st.sampled_from([0o777, 0o4755, 0o6777, 0o000, 0o755, 0o644])
-    uids = st.sampled_from([0, 4242])
-    links = st.sampled_from(
-        ["@canary", "@canary/x", "../canary", "../../../../canary", "/", "a", "."]
-    )
     return st.one_of(
-        st.builds(T, names, st.just("dir"), st.just(""), modes, uids),
-        st.builds(T, names, st.just("file"), st.just(""), modes, uids),
-        st.builds(T, names, st.just("symlink"), links),
-        st.builds(T, names, st.just("hardlink"), st.sampled_from(_NAMES), modes, uids),
+        st.builds(T, names, st.just("dir"), st.just(""), _MODES, _UIDS),
+        st.builds(T, names, st.just("file"), st.just(""), _MODES, _UIDS),
+        st.builds(T, names, st.just("symlink"), _LINKS),
+        st.builds(
+            T, names, st.just("hardlink"), st.sampled_from(_NAMES), _MODES, _UIDS
+        ),
         st.builds(
             lambda n: (
                 T(n.rsplit("/", 1)[0] + "/.wh." + n.rsplit("/", 1)[-1])
@@ -221,16 +231,32 @@ def _entry() -> st.SearchStrategy[T]:
     )
 
 
+@st.composite
+def _layer(draw: st.DrawFn) -> list[T]:
+    """Random entries, then often the attack's move: a component of an entry already
+    written is replaced by a symlink (or a hard link is made to a symlink)."""
+    entries = draw(st.lists(_entry(), min_size=1, max_size=6))
+    written = [e.name for e in entries if not e.name.startswith(("/", ".."))]
+    replace: bool = draw(st.booleans())
+    if written and replace:
+        victim = draw(st.sampled_from(written)).split("/")
+        cut = draw(st.integers(1, len(victim)))
+        entries.append(T("/".join(victim[:cut]), "symlink", link=draw(_LINKS)))
+        if draw(st.booleans()):
+            entries.append(
+                T("h", "hardlink", link="/".join(victim[:cut]), mode=draw(_MODES))
+            )
+    return entries
+
+
 @pytest.mark.behavior("PULL-012")
 @pytest.mark.behavior("PULL-013")
 @settings(
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(
-    layers=st.lists(st.lists(_entry(), min_size=1, max_size=8), min_size=1, max_size=3)
-)
+@given(layers=st.lists(_layer(), min_size=1, max_size=3))
 def test_hostile_layer_sequences_change_nothing_outside_the_snapshot(
     layers: list[list[T]],
 ) -> None:
