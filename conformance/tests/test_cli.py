@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from cri_conformance import cli
+from cri_conformance._cli_parallel import without_options
+from cri_conformance.catalog import AREAS
 from cri_conformance.report import REPORT_FORMAT
 
 _CASE = "test_anonymous_pull_gets_a_token_with_get_and_the_repository_scope"
@@ -198,3 +200,55 @@ def test_pytest_stops_once_when_the_runtime_binary_is_missing(tmp_path: Path) ->
     assert done.returncode == 4
     assert done.stdout.count("containerd binary '/nonexistent/ctrd' not found") == 1
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_areas_partition_the_cases(capsys: pytest.CaptureFixture[str]) -> None:
+    code, everything, _ = _main(capsys, "list", "--cases")
+    assert code == 0
+    by_area = []
+    for area in AREAS:
+        code, out, _ = _main(capsys, "list", "--cases", "--area", area)
+        by_area += out.splitlines()
+    assert sorted(by_area) == sorted(everything.splitlines())
+
+
+def test_xdist_is_refused_with_what_to_use_instead(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = _main(capsys, "run", "-n", "2")
+    assert code == 2
+    assert "use --jobs N" in _one_error_line(err)
+
+
+def test_per_part_options_are_dropped_in_both_spellings() -> None:
+    argv = ["run", "--jobs", "2", "--area=AUTH", "-k", "x", "--report-dir", "r", "-q"]
+    kept = without_options(argv, {"--jobs": 1, "--area": 1, "--report-dir": 1})
+    assert kept == ["run", "-k", "x", "-q"]
+
+
+def test_jobs_split_the_areas_and_merge_the_reports(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "cri_conformance.cli", "run", "--jobs", "2"),
+            *("--area", "CFG,EP", "--report-dir", str(tmp_path / "rep")),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    parts = sorted(p.name for p in (tmp_path / "rep" / "parts").iterdir())
+    assert parts == ["1-EP", "2-CFG"]
+    merged = json.loads((tmp_path / "rep" / "report.json").read_text())
+    counted = 0
+    for part in parts:
+        one = json.loads(
+            (tmp_path / "rep" / "parts" / part / "report.json").read_text()
+        )
+        counted += len(one["cases"])
+        assert (tmp_path / "rep" / "parts" / part / "junit.xml").is_file()
+    assert len(merged["cases"]) == counted > 0
+    areas = {c["behaviors"][0].rsplit("-", 1)[0] for c in merged["cases"]}
+    assert areas == {"CFG", "EP"}

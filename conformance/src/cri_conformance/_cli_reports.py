@@ -31,6 +31,7 @@ __all__ = [
     "ReportInputError",
     "add_report_parsers",
     "load_report",
+    "merge_reports",
     "run_diff",
     "run_report",
 ]
@@ -120,7 +121,9 @@ def load_report(path: str) -> RunReport:
     )
 
 
-def _merge(reports: Sequence[RunReport]) -> RunReport:
+def merge_reports(reports: Sequence[RunReport]) -> RunReport:
+    """One report holding every case of *reports* (targets and profiles joined)."""
+
     def joined(values: Sequence[str]) -> str:
         return "+".join(dict.fromkeys(values))
 
@@ -141,7 +144,7 @@ def run_report(args: argparse.Namespace) -> int:
     if args.out is None and len(reports) > 1:
         raise ReportInputError("merging several reports needs --out DIR")
     out = Path(args.out) if args.out else Path(args.reports[0]).parent
-    report = reports[0] if len(reports) == 1 else _merge(reports)
+    report = reports[0] if len(reports) == 1 else merge_reports(reports)
     try:
         catalog = load_catalog()
     except (CatalogError, FileNotFoundError):

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from cri_conformance._cli_parallel import run_parallel
 from cri_conformance._cli_reports import (
     ReportInputError,
     add_report_parsers,
@@ -36,6 +37,7 @@ from cri_conformance._cli_reports import (
 )
 from cri_conformance.catalog import AREAS, CatalogError, load_catalog
 from cri_conformance.options import TARGETS
+from cri_conformance.plugin import behavior_ids
 
 __all__ = ["CLIError", "expectations_dir", "main", "pytest_args", "suite_dir"]
 
@@ -151,8 +153,9 @@ def _add_run_parser(sub: Any) -> None:
         action="append",
         default=[],
         metavar="AREA",
-        help="only cases showing a behaviour of AREA (repeatable, or comma-separated: "
-        f"{','.join(AREAS)}); split a long run across CI jobs with it",
+        help="only the cases of AREA, a case's area being its first behaviour's "
+        f"(repeatable, or comma-separated: {','.join(AREAS)}); split a long run "
+        "across CI jobs with it",
     )
     add("--cri-api", choices=("v1", "v1alpha2", "auto"), help="CRI API version")
     add(
@@ -172,6 +175,15 @@ def _add_run_parser(sub: Any) -> None:
         default=300,
         metavar="SECONDS",
         help="fail a case that runs longer (default: %(default)s)",
+    )
+    add(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split the catalog areas over N runs side by side (one target each) "
+        "and merge their reports (default: 1)",
     )
     add("-v", "--verbose", action="count", default=0, help="one line per case")
     add("-q", "--quiet", action="store_true", help="only the summary")
@@ -214,7 +226,11 @@ def _areas(values: Sequence[str]) -> frozenset[str]:
 
 
 class _AreaFilter:
-    """Deselects cases that show no behaviour of the chosen areas."""
+    """Keeps the cases whose first behaviour belongs to one of the chosen areas.
+
+    One area per case (its first ``behavior`` tag, as in the report), so runs split
+    by area never run a case twice and their merged report counts each case once.
+    """
 
     def __init__(self, areas: frozenset[str]) -> None:
         self.areas = areas
@@ -226,9 +242,9 @@ class _AreaFilter:
         keep: list[pytest.Item] = []
         drop: list[pytest.Item] = []
         for item in items:
-            ids = [a for m in item.iter_markers("behavior") for a in m.args]
-            shown = {str(i).rsplit("-", 1)[0] for i in ids}
-            (keep if shown & self.areas else drop).append(item)
+            ids = behavior_ids(item)
+            area = ids[0].rsplit("-", 1)[0] if ids else ""
+            (keep if area in self.areas else drop).append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
@@ -326,6 +342,16 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     argv = pytest_args(args)
     areas = _areas(args.area)
+    if any(a.startswith(("-n", "--numprocesses", "--dist")) for a in args.pytest_extra):
+        raise CLIError(
+            "pytest-xdist's -n does not suit the suite (one world and target per "
+            "run); use --jobs N"
+        )
+    if args.jobs > 1:
+        report_dir = Path(args.report_dir).resolve()
+        return run_parallel(
+            args.argv, jobs=args.jobs, areas=areas, report_dir=report_dir
+        )
     plugins: list[object] = [_AreaFilter(areas)] if areas else []
     return int(pytest.main(argv, plugins=plugins))
 
@@ -382,6 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.command == "run":
         args.pytest_extra = extra
+        args.argv = list(sys.argv[1:] if argv is None else argv)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     commands = {"run": _run, "list": _list, "report": run_report, "diff": run_diff}
