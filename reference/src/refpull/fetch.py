@@ -161,14 +161,22 @@ def _check_range(reply: Reply, url: str, offset: int) -> Opened | PullError:
     return Opened(url)
 
 
+#: What containerd 2.x's fetcher asks for (FETCH-003).
+_ACCEPT_ENCODING_20 = "zstd;q=1.0, gzip;q=0.8, deflate;q=0.5"
+
+
 def _request(
     url: str, host: RegistryHost, desc: Descriptor, profile: Profile, offset: int
 ) -> httpx.Request:
     # behaviors.md FETCH-003: "Accept: <media type>, */*" (", */*" for an empty type).
     headers = registry_headers(host, profile, accept=f"{desc.media_type}, */*")
+    if profile.fetch_accepts_zstd:
+        # FETCH-003 Δ2.0: set by the fetcher on every request (core/remotes/docker/
+        # fetcher.go open); the body is then decoded as Content-Encoding says.
+        headers.append(("Accept-Encoding", _ACCEPT_ENCODING_20))
     if offset > 0:
         headers.append(("Range", f"bytes={offset}-"))  # behaviors.md FETCH-005
-    else:
+    elif not profile.fetch_accepts_zstd:
         headers.append(("Accept-Encoding", "gzip"))  # Go adds it only without Range
     return httpx.Request("GET", url, headers=headers)
 

@@ -125,6 +125,9 @@ class Profile:
     #: TOKEN-006: a cached bearer token is fetched again once its ``expires_in``
     #: has passed (1.7+; 1.6 keeps it for the handler's life).
     token_expiry_honoured: bool = False
+    #: FETCH-003: content fetches send ``Accept-Encoding: zstd;q=1.0, gzip;q=0.8,
+    #: deflate;q=0.5`` (2.x), Range requests included; else Go's implicit ``gzip``.
+    fetch_accepts_zstd: bool = False
 
 
 SEED = Profile(
@@ -238,6 +241,8 @@ CONTAINERD_20 = replace(
     # CONTAINERD_ENABLE_DEPRECATED_PULL_SCHEMA_1_IMAGE=1; 2.3.4
     # core/transfer/local/pull.go:66 refuses schema1 outright (S1-001).
     schema1_pull=False,
+    # v2.0.11 core/remotes/docker/fetcher.go:271 sets Accept-Encoding itself (FETCH-003).
+    fetch_accepts_zstd=True,
 )
 
 CONTAINERD_23 = replace(
