@@ -123,6 +123,9 @@ class ManagedTarget:
                         str(self.socket), api=self.cri_api, on_unavailable=self.log_tail
                     )
                     client.version()
+                    # Version answers before start-up recovery ends; image calls
+                    # fail with "not initialized" until then (CRI-006).
+                    client.list()
                 except Exception as exc:  # not ready yet: retry until the deadline
                     last_error = str(exc)
                 else:
