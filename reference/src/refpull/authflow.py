@@ -192,7 +192,11 @@ class RegistryAuth(httpx.Auth):
             response, final = yield from self._send(current)
             attempts.append((final.method, str(final.url)))
             decision = retry_decision(
-                response.status_code, final.method, final.url.path, len(attempts)
+                response.status_code,
+                final.method,
+                final.url.path,
+                len(attempts),
+                self._profile.retry_attempts,
             )
             if decision is Retry.STOP:
                 return

@@ -220,7 +220,9 @@ class Retry(Enum):
     AGAIN = "again"
 
 
-def retry_decision(status: int, method: str, path: str, attempts: int) -> Retry:
+def retry_decision(
+    status: int, method: str, path: str, attempts: int, budget: int = MAX_ATTEMPTS
+) -> Retry:
     """Decide whether one logical request is attempted again.
 
     Args:
@@ -228,6 +230,7 @@ def retry_decision(status: int, method: str, path: str, attempts: int) -> Retry:
         method: the latest request method.
         path: the latest request path.
         attempts: how many attempts were made so far, the latest included.
+        budget: attempts allowed in all (6; containerd 2.3: 5).
 
     Returns:
         ``STOP`` when the budget of :data:`MAX_ATTEMPTS` is spent or the status is not
@@ -235,7 +238,7 @@ def retry_decision(status: int, method: str, path: str, attempts: int) -> Retry:
         accepted); ``AS_GET`` on 405 for ``HEAD …/manifests/…``; ``AGAIN`` on 408/429,
         immediately and without honouring ``Retry-After`` (containerd behaviour).
     """
-    if attempts >= MAX_ATTEMPTS:
+    if attempts >= budget:
         return Retry.STOP
     if status == 401:
         return Retry.AUTHENTICATE

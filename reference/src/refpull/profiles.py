@@ -128,6 +128,8 @@ class Profile:
     #: FETCH-003: content fetches send ``Accept-Encoding: zstd;q=1.0, gzip;q=0.8,
     #: deflate;q=0.5`` (2.x), Range requests included; else Go's implicit ``gzip``.
     fetch_accepts_zstd: bool = False
+    #: CHAL-007: attempts of one request in all (retries on 401/405/408/429 included).
+    retry_attempts: int = 6
 
 
 SEED = Profile(
@@ -249,6 +251,9 @@ CONTAINERD_23 = replace(
     CONTAINERD_20,
     name="containerd-2.3",
     user_agent="containerd/v2.3.4",
+    # v2.3.4 core/remotes/docker/resolver.go:733 maxAttempts = 5, counted down by
+    # doWithRetriesInner; 1.6-2.0 stop after len(responses) > 5, six (CHAL-007).
+    retry_attempts=5,
 )
 
 PROFILES: dict[str, Profile] = {
