@@ -15,6 +15,7 @@ name: scenarios stay isolated by name and repository, not by reconfiguring the r
 from __future__ import annotations
 
 import base64
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,5 +320,7 @@ class World:
             sim.check()
 
     def close(self) -> None:
+        """Stop every registry; remove their CA and storage, and the work directory."""
         for sim in reversed(self._sims()):
             sim.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
