@@ -116,7 +116,10 @@ def test_a_sparse_member_counts_at_its_full_size(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         assert archive.getmembers()[0].size == 8 * MIB
     limits = Limits(max_layer_size=4 * MIB, max_layer_ratio=10**6, ratio_floor=MIB)
-    with pytest.raises(LimitExceeded, match=r"layer files growing past"):
+    with pytest.raises(
+        LimitExceeded,
+        match=r"'sparse' bringing the layer's files to 8388608 bytes exceeds the limit",
+    ):
         Store(tmp_path).apply(tar, tar, limits)
 
 

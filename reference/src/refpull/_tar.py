@@ -184,7 +184,9 @@ class _Extractor:
         self.file_bytes += member.size
         if self.max_bytes is not None and self.file_bytes > self.max_bytes[0]:
             bound, flag = self.max_bytes
-            what = f"layer files growing past {bound} bytes at {member.name!r}"
+            what = (
+                f"{member.name!r} bringing the layer's files to {self.file_bytes} bytes"
+            )
             raise LimitExceeded(what, limit=bound, flag=flag)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         fd = os.open(path, flags, 0o600)

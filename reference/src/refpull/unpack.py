@@ -170,7 +170,7 @@ class _BoundedReader:
         self.count += len(data)
         if self.count > self.bound:
             raise LimitExceeded(
-                f"layer {self.diff_id} inflating past {self.bound} bytes",
+                f"the inflated size of layer {self.diff_id}",
                 limit=self.bound,
                 flag=self.flag,
             )
