@@ -252,3 +252,19 @@ def test_jobs_split_the_areas_and_merge_the_reports(tmp_path: Path) -> None:
     assert len(merged["cases"]) == counted > 0
     areas = {c["behaviors"][0].rsplit("-", 1)[0] for c in merged["cases"]}
     assert areas == {"CFG", "EP"}
+
+
+def test_jobs_that_select_no_case_exit_5(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "cri_conformance.cli", "run", "--jobs", "2"),
+            *("--area", "CFG,EP", "-k", "no_such_case_anywhere"),
+            *("--report-dir", str(tmp_path / "rep")),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 5, done.stdout + done.stderr
