@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -268,3 +272,42 @@ def test_jobs_that_select_no_case_exit_5(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 5, done.stdout + done.stderr
+
+
+@pytest.fixture
+def stale_socket() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="cc-", dir="/tmp"))
+    path = directory / "cri.sock"
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound.bind(str(path))  # bound, never listening: connect() is refused
+    yield path
+    bound.close()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_stale_runtime_socket_is_one_line(
+    capsys: pytest.CaptureFixture[str], stale_socket: Path
+) -> None:
+    code, _, err = _main(capsys, "run", "-r", f"unix://{stale_socket}")
+    assert code == 2
+    assert f"nothing answers on {stale_socket}" in _one_error_line(err)
+
+
+def test_pytest_stops_once_when_the_endpoint_does_not_answer(
+    tmp_path: Path, stale_socket: Path
+) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", str(cli.suite_dir())),
+            *("-p", "no:cacheprovider", "--target", "cri"),
+            *("--cri-endpoint", f"unix://{stale_socket}"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 4, done.stdout[-3000:]
+    assert done.stdout.count(f"the runtime at unix://{stale_socket} does not") == 1
+    assert "Traceback" not in done.stdout + done.stderr

@@ -21,6 +21,7 @@ import contextlib
 import io
 import os
 import shutil
+import socket as socketlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -271,6 +272,23 @@ def _check_runtime(args: argparse.Namespace, target: str) -> None:
                 f"--runtime-endpoint {endpoint}: {socket} does not exist; start the "
                 "runtime first or pass its socket"
             )
+        _check_listening(endpoint, socket)
+
+
+def _check_listening(endpoint: str, path: Path) -> None:
+    probe = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    try:
+        probe.settimeout(5)
+        probe.connect(str(path))
+    except ConnectionRefusedError as exc:
+        raise CLIError(
+            f"--runtime-endpoint {endpoint}: nothing answers on {path} (a stale "
+            "socket?); start the runtime first"
+        ) from exc
+    except OSError:
+        pass  # e.g. permission denied: the run itself will say more
+    finally:
+        probe.close()
 
 
 def pytest_args(args: argparse.Namespace) -> list[str]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 import pytest
 
 from cri_conformance._signals import interrupt_on_sigterm
@@ -172,9 +173,10 @@ class _Conformance:
     def pytest_fixture_setup(
         self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
     ) -> Generator[None, object, object]:
-        """A target that cannot be made (binary missing, option missing) ends the run.
+        """A target that cannot be made or reached ends the run, once.
 
-        The session-scoped ``target`` fixture would otherwise re-raise the same error
+        A binary or an option is missing, or the endpoint does not answer. The
+        session-scoped ``target`` fixture would otherwise re-raise the same error
         for every case: one line, once, and pytest exits with status 4.
         """
         try:
@@ -184,6 +186,17 @@ class _Conformance:
                 raise
             pytest.exit(
                 f"cri-conformance: {exc}", returncode=pytest.ExitCode.USAGE_ERROR
+            )
+        except grpc.RpcError as exc:
+            if fixturedef.argname != "target" or (
+                exc.code() is not grpc.StatusCode.UNAVAILABLE
+            ):
+                raise
+            endpoint = self.options.cri_endpoint
+            pytest.exit(
+                f"cri-conformance: the runtime at {endpoint} does not answer "
+                f"({exc.details()}); start it or check --cri-endpoint",
+                returncode=pytest.ExitCode.USAGE_ERROR,
             )
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
