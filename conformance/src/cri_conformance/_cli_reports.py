@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cri_conformance._cli_common import CLIError
 from cri_conformance.catalog import CatalogError, load_catalog
 from cri_conformance.evidence import EvidenceItem
 from cri_conformance.report import (
@@ -28,17 +29,12 @@ from cri_conformance.report import (
 from cri_conformance.verdicts import Verdict, fails_run
 
 __all__ = [
-    "ReportInputError",
     "add_report_parsers",
     "load_report",
     "merge_reports",
     "run_diff",
     "run_report",
 ]
-
-
-class ReportInputError(Exception):
-    """A report file that cannot be used (one line, exit status 2)."""
 
 
 def add_report_parsers(sub: Any) -> None:
@@ -70,13 +66,11 @@ def _read(path: str) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ReportInputError(f"cannot read {path}: {exc.strerror}") from exc
+        raise CLIError(f"cannot read {path}: {exc.strerror}") from exc
     except ValueError as exc:
-        raise ReportInputError(
-            f"{path} is not JSON ({exc}); give a report.json"
-        ) from exc
+        raise CLIError(f"{path} is not JSON ({exc}); give a report.json") from exc
     if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
-        raise ReportInputError(
+        raise CLIError(
             f"{path} is not a {REPORT_FORMAT} report.json; give one written by "
             "cri-conformance run --report-dir"
         )
@@ -87,7 +81,7 @@ def load_report(path: str) -> RunReport:
     """Rebuild the :class:`RunReport` of a ``report.json`` (without its catalog).
 
     Raises:
-        ReportInputError: unreadable, not JSON, or not a report of this format.
+        CLIError: unreadable, not JSON, or not a report of this format.
     """
     data = _read(path)
     run = data.get("run", {})
@@ -110,7 +104,7 @@ def load_report(path: str) -> RunReport:
             for c in data.get("cases", ())
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ReportInputError(f"{path}: a case is malformed ({exc})") from exc
+        raise CLIError(f"{path}: a case is malformed ({exc})") from exc
     return RunReport(
         target=str(run.get("target", "?")),
         profile=str(run.get("profile", "?")),
@@ -142,7 +136,7 @@ def run_report(args: argparse.Namespace) -> int:
     """Re-render or merge the ``report.json`` files of *args*."""
     reports = [load_report(p) for p in args.reports]
     if args.out is None and len(reports) > 1:
-        raise ReportInputError("merging several reports needs --out DIR")
+        raise CLIError("merging several reports needs --out DIR")
     out = Path(args.out) if args.out else Path(args.reports[0]).parent
     report = reports[0] if len(reports) == 1 else merge_reports(reports)
     try:
@@ -153,7 +147,7 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         written = write_reports(report, out)
     except OSError as exc:
-        raise ReportInputError(f"cannot write to {out}: {exc.strerror}") from exc
+        raise CLIError(f"cannot write to {out}: {exc.strerror}") from exc
     for path in written:
         print(path)
     return 0

@@ -17,8 +17,6 @@ errors, otherwise pytest's (0 passed, 1 cases failed).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import shutil
 import socket as socketlib
@@ -29,61 +27,21 @@ from typing import Any
 
 import pytest
 
-from cri_conformance._cli_parallel import run_parallel
-from cri_conformance._cli_reports import (
-    ReportInputError,
-    add_report_parsers,
-    run_diff,
-    run_report,
+from cri_conformance._cli_common import (
+    CLIError,
+    expectations_dir,
+    package_version,
+    suite_dir,
 )
-from cri_conformance.catalog import AREAS, CatalogError, load_catalog
+from cri_conformance._cli_list import AreaFilter, parse_areas, run_list
+from cri_conformance._cli_parallel import run_parallel
+from cri_conformance._cli_reports import add_report_parsers, run_diff, run_report
+from cri_conformance.catalog import AREAS
 from cri_conformance.options import TARGETS
-from cri_conformance.plugin import behavior_ids
 
 __all__ = ["CLIError", "expectations_dir", "main", "pytest_args", "suite_dir"]
 
 _PROG = "cri-conformance"
-
-
-class CLIError(Exception):
-    """A usage error: printed as one line, exit status 2."""
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("cri-pull-conformance")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare tree
-        return "0+unknown"
-
-
-def _packaged_or_checkout(packaged: str, checkout: Sequence[str], probe: str) -> Path:
-    here = Path(__file__).resolve().parent
-    if (here / packaged / probe).exists():
-        return here / packaged
-    for parent in here.parents:
-        candidate = parent.joinpath(*checkout)
-        if (candidate / probe).exists():
-            return candidate
-    raise CLIError(
-        f"the suite's {'/'.join(checkout)} is not installed with cri_conformance: "
-        "reinstall the cri-pull-conformance wheel"
-    )
-
-
-def suite_dir() -> Path:
-    """The suite: ``cri_conformance/_suite`` in a wheel, ``conformance/suite`` in a checkout.
-
-    Raises:
-        CLIError: neither place has it.
-    """
-    return _packaged_or_checkout("_suite", ("conformance", "suite"), "conftest.py")
-
-
-def expectations_dir() -> Path:
-    """The shipped expectations files (``NAME.toml``, one per graded runtime)."""
-    return _packaged_or_checkout("_expectations", ("conformance", "expectations"), ".")
 
 
 def _expectations_file(value: str) -> Path:
@@ -195,7 +153,9 @@ def _build_parser() -> argparse.ArgumentParser:
         prog=_PROG,
         description="Grade a CRI runtime's image pulls against the behaviour catalog.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {package_version()}"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_parser(sub)
     listing = sub.add_parser(
@@ -213,42 +173,6 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     add_report_parsers(sub)
     return parser
-
-
-def _areas(values: Sequence[str]) -> frozenset[str]:
-    areas = frozenset(a.strip().upper() for v in values for a in v.split(",") if a)
-    unknown = sorted(areas - set(AREAS))
-    if unknown:
-        raise CLIError(
-            f"--area {','.join(unknown)}: not a catalog area; use one of "
-            f"{','.join(AREAS)}"
-        )
-    return areas
-
-
-class _AreaFilter:
-    """Keeps the cases whose first behaviour belongs to one of the chosen areas.
-
-    One area per case (its first ``behavior`` tag, as in the report), so runs split
-    by area never run a case twice and their merged report counts each case once.
-    """
-
-    def __init__(self, areas: frozenset[str]) -> None:
-        self.areas = areas
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(
-        self, config: pytest.Config, items: list[pytest.Item]
-    ) -> None:
-        keep: list[pytest.Item] = []
-        drop: list[pytest.Item] = []
-        for item in items:
-            ids = behavior_ids(item)
-            area = ids[0].rsplit("-", 1)[0] if ids else ""
-            (keep if area in self.areas else drop).append(item)
-        if drop:
-            config.hook.pytest_deselected(items=drop)
-            items[:] = keep
 
 
 def _check_runtime(args: argparse.Namespace, target: str) -> None:
@@ -359,7 +283,7 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     argv = pytest_args(args)
-    areas = _areas(args.area)
+    areas = parse_areas(args.area)
     if any(a.startswith(("-n", "--numprocesses", "--dist")) for a in args.pytest_extra):
         raise CLIError(
             "pytest-xdist's -n does not suit the suite (one world and target per "
@@ -370,54 +294,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_parallel(
             args.argv, jobs=args.jobs, areas=areas, report_dir=report_dir
         )
-    plugins: list[object] = [_AreaFilter(areas)] if areas else []
+    plugins: list[object] = [AreaFilter(areas)] if areas else []
     return int(pytest.main(argv, plugins=plugins))
-
-
-def _collect(areas: frozenset[str]) -> list[pytest.Item]:
-    class _Collector:
-        def __init__(self) -> None:
-            self.items: list[pytest.Item] = []
-
-        def pytest_collection_finish(self, session: pytest.Session) -> None:
-            self.items = list(session.items)
-
-    suite = suite_dir()
-    collector = _Collector()
-    plugins: list[object] = [collector]
-    if areas:
-        plugins.insert(0, _AreaFilter(areas))
-    argv = [str(suite), "-c", os.devnull, "--rootdir", str(suite)]
-    argv += ["-p", "no:cacheprovider", "--import-mode=importlib", "--collect-only"]
-    argv += ["--compare-with", "reference", "-q"]
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        code = pytest.main(argv, plugins=plugins)
-    if code != 0:
-        raise CLIError(f"the suite did not collect (pytest exit {int(code)}):{out}")
-    return collector.items
-
-
-def _list(args: argparse.Namespace) -> int:
-    areas = _areas(args.area)
-    if args.profiles:
-        from refpull.profiles import PROFILES
-
-        for name in sorted(PROFILES):
-            print(name)
-        return 0
-    if args.cases:
-        for item in _collect(areas):
-            ids = [str(a) for m in item.iter_markers("behavior") for a in m.args]
-            print(f"{item.nodeid}  {' '.join(dict.fromkeys(ids))}")
-        return 0
-    try:
-        catalog = load_catalog()
-    except (CatalogError, FileNotFoundError) as exc:
-        raise CLIError(f"cannot load the behaviour catalog: {exc}") from exc
-    for b in catalog:
-        if not areas or b.area in areas:
-            print(f"{b.id:<11} {b.level:<8} {b.scope:<10} {b.title}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -429,10 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = list(sys.argv[1:] if argv is None else argv)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    commands = {"run": _run, "list": _list, "report": run_report, "diff": run_diff}
+    commands = {"run": _run, "list": run_list, "report": run_report, "diff": run_diff}
     try:
         return commands[args.command](args)
-    except (CLIError, ReportInputError) as exc:
+    except CLIError as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
