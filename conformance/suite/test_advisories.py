@@ -113,11 +113,16 @@ def foreign_host() -> Iterator[RegistrySim]:
         yield sim
 
 
-def _challenge_everything(realm: str) -> Custom:
+def _challenge_everything(challenge: str) -> Custom:
+    """401 with a registry-style challenge; a token for anyone asking its realm."""
+
     def answer(request: Request, response: Response) -> Response:
+        if request.path.endswith("/token"):
+            body = b'{"token":"foreign-token"}'
+            return Response(200, Headers.of({"Content-Type": "application/json"}), body)
         headers = Headers.of(
             {
-                "WWW-Authenticate": f'Basic realm="{realm}"',
+                "WWW-Authenticate": challenge,
                 "Docker-Distribution-Api-Version": "registry/2.0",
             }
         )
@@ -127,14 +132,20 @@ def _challenge_everything(realm: str) -> Custom:
 
 
 @pytest.mark.behavior("FETCH-004", "AUTH-008")
-@pytest.mark.parametrize("challenge", ["basic"], ids=["basic-challenge"])
+@pytest.mark.parametrize("scheme", ["basic", "bearer"], ids=["basic", "bearer"])
 def test_ghsa_742w_89gc_8m9c_a_challenging_foreign_url_gets_no_credentials(
-    case: Case, foreign_host: RegistrySim, challenge: str
+    case: Case, foreign_host: RegistrySim, scheme: str
 ) -> None:
     """The layer names a foreign URL whose server answers 401 with a registry-style
-    challenge: it never receives the registry's credentials."""
+    challenge (Basic, or Bearer with a realm on itself): it never receives the
+    registry's credentials, neither in a header nor in a token POST."""
     foreign_host.reset()
-    foreign_host.faults.add(Fault(Match(path="/foreign/"), _challenge_everything("x")))
+    challenge = 'Basic realm="foreign"'
+    if scheme == "bearer":
+        challenge = f'Bearer realm="{foreign_host.url}/foreign/token",service="f"'
+    foreign_host.faults.add(
+        Fault(Match(path="/foreign/"), _challenge_everything(challenge))
+    )
     url = f"{foreign_host.url}/foreign/{case.nonce}"
     image = case.image().with_descriptor(0, urls=[url])
     case.push(image, "1", host="basic.test")
@@ -144,6 +155,7 @@ def test_ghsa_742w_89gc_8m9c_a_challenging_foreign_url_gets_no_credentials(
     seen = [ex for ex in foreign_host.journal.exchanges if "/foreign/" in ex.path]
     assert seen, "the foreign URL was never tried"
     assert [ex.header("Authorization") for ex in seen] == [None] * len(seen)
+    assert [ex.method for ex in seen if ex.path.endswith("/token")] in ([], ["GET"])
 
 
 # -- GHSA-5j5w-g665-5m35 ---------------------------------------------------------------
