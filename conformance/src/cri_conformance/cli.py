@@ -100,7 +100,12 @@ def _add_run_parser(sub: Any) -> None:
         help="where report.json, report.md and report.html go (default: %(default)s)",
     )
     add("--baseline", metavar="REPORT.json", help="list what changed since this run")
-    add("--junit", metavar="FILE", help="also write JUnit XML to FILE")
+    add(
+        "--junit",
+        metavar="FILE",
+        help="also write JUnit XML to FILE (with --jobs: one file per part, in "
+        "<report-dir>/parts/)",
+    )
     add(
         "-k",
         metavar="EXPR",
