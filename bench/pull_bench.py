@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -79,13 +80,30 @@ def bench_refpull(ref: str, work: Path) -> tuple[float, int]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def bench_containerd(ref: str) -> float | None:
-    if shutil.which("containerd") is None:
+def built_containerds() -> list[tuple[str, str]]:
+    """(name, binary) of every containerd built into the runtimes cache, newest build."""
+    from cri_conformance.runtimes import default_cache_dir
+
+    found: dict[str, tuple[float, str]] = {}
+    for entry in default_cache_dir().glob("containerd-*"):
+        binary, meta = entry / "bin" / "containerd", entry / "build.json"
+        if meta.is_file() and binary.is_file():
+            name = entry.name.rsplit("-", 1)[0]
+            when = meta.stat().st_mtime
+            if name not in found or found[name][0] < when:
+                found[name] = (when, str(binary))
+    return [(name, found[name][1]) for name in sorted(found)]
+
+
+def bench_containerd(ref: str, binary: str = "containerd") -> float | None:
+    if shutil.which(binary) is None:
         print("containerd not installed (apt-get install -y containerd): skipped")
         return None
     from cri_conformance.targets.containerd import ContainerdTarget
 
-    target = ContainerdTarget(environment=NO_WAY_OUT, setup=RegistrySetup())
+    target = ContainerdTarget(
+        binary=binary, environment=NO_WAY_OUT, setup=RegistrySetup()
+    )
     try:
         start = time.perf_counter()
         target.pull(ref)
@@ -201,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                 ("containerd 1.6.20 (CRI)", lambda: bench_containerd(ref)),
                 ("skopeo copy to dir:", lambda: bench_skopeo(ref, work)),
             ]
+            # Every containerd built from source (python -m cri_conformance.runtimes).
+            for name, binary in built_containerds():
+                steps.append((f"{name} (CRI)", partial(bench_containerd, ref, binary)))
             timings = run_rounds(steps, max(1, args.repeat))
             rss_line = ""
             if args.rss_size_mib:
