@@ -14,7 +14,7 @@ from cri_conformance.targets.base import (
     RegistrySetup,
     TargetEnvironment,
 )
-from cri_conformance.targets.containerd import render_config
+from cri_conformance.targets.containerd import binary_generation, render_config
 from cri_conformance.targets.containerd_config import (
     GENERATIONS,
     Rendered,
@@ -204,3 +204,19 @@ def test_generation_is_read_from_containerd_version(
 def test_unknown_version_output_names_the_flag_to_use() -> None:
     with pytest.raises(UnsupportedSetup, match="--containerd-generation"):
         detect_generation("containerd: command not found")
+
+
+def test_binary_generation_asks_the_binary_its_version(tmp_path: Path) -> None:
+    fake = tmp_path / "containerd"
+    fake.write_text(
+        "#!/bin/sh\necho 'containerd github.com/containerd/containerd v2.3.4 db88095'\n"
+    )
+    fake.chmod(0o755)
+    generation = binary_generation(str(fake))
+    assert (generation.name, generation.config_version) == ("2.3", 3)
+    assert generation.profile == "containerd-2.3"
+
+
+def test_registry_style_of_a_generation_that_cannot_read_it_is_refused() -> None:
+    with pytest.raises(UnsupportedSetup, match="cannot read registry configuration"):
+        render(Path("/w"), RegistrySetup(), GENERATIONS["seed"], style="hosts")
