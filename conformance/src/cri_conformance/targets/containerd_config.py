@@ -211,17 +211,22 @@ def hosts_files(setup: RegistrySetup) -> dict[str, str]:
     return {ns: "\n".join(lines).lstrip("\n") + "\n" for ns, lines in files.items()}
 
 
-def _credential_hosts(setup: RegistrySetup) -> dict[str, str]:
+def _hosts_using(setup: RegistrySetup, hosts: set[str]) -> list[str]:
+    """*hosts* and every mirrored namespace with an endpoint on one of them."""
+    found = set(hosts)
+    for namespace, endpoints in setup.mirrors.items():
+        if any(_endpoint_host(e) in hosts for e in endpoints):
+            found.add(namespace)
+    return sorted(found)
+
+
+def _credential_hosts(setup: RegistrySetup) -> list[str]:
     """Registry hosts whose pulls depend on a configured credential."""
     hosts = {
         host for host, settings in setup.configs.items() if settings.auth is not None
     }
     hosts |= {_endpoint_host(key) for key in setup.auths}
-    found = dict.fromkeys(sorted(hosts), "")
-    for namespace, endpoints in setup.mirrors.items():
-        if any(_endpoint_host(e) in hosts for e in endpoints):
-            found[namespace] = ""
-    return found
+    return _hosts_using(setup, hosts)
 
 
 def render(
@@ -341,9 +346,17 @@ def render(
         for host in sorted(setup.mirrors):
             endpoints = ", ".join(_q(e) for e in setup.mirrors[host])
             lines += [f"[{registry}.mirrors.{_q(host)}]", f"  endpoint = [{endpoints}]"]
+    if style == "tables" and v3:
+        # 2.x's registry.configs has no tls table (CFG-007): TLS needs hosts.toml.
+        tls_hosts = {h for h, s in setup.configs.items() if s.has_tls}
+        reason = (
+            f"containerd {generation.name} has no registry.configs tls table; its TLS "
+            "settings need hosts.toml (--registry-config-style hosts)"
+        )
+        unsupported.update(dict.fromkeys(_hosts_using(setup, tls_hosts), reason))
     for host in sorted(setup.configs):
         settings = setup.configs[host]
-        if style == "tables" and settings.has_tls:
+        if style == "tables" and settings.has_tls and not v3:
             lines += _tls_lines(f"{registry}.configs.{_q(host)}.tls", settings)
         if settings.auth is not None and credentials:
             lines += _auth_lines(f"{registry}.configs.{_q(host)}.auth", settings.auth)
