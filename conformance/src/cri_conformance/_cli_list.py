@@ -22,6 +22,11 @@ __all__ = ["AreaFilter", "parse_areas", "run_list", "suite_items"]
 
 
 def parse_areas(values: Sequence[str]) -> frozenset[str]:
+    """The areas of ``--area`` values (repeatable, comma-separated, any case).
+
+    Raises:
+        CLIError: a name that is no catalog area.
+    """
     areas = frozenset(a.strip().upper() for v in values for a in v.split(",") if a)
     unknown = sorted(areas - set(AREAS))
     if unknown:
@@ -58,6 +63,12 @@ class AreaFilter:
 
 
 def suite_items(areas: frozenset[str]) -> list[pytest.Item]:
+    """The suite's cases (of *areas*, every case without), collected, not run.
+
+    Raises:
+        CLIError: the suite does not collect.
+    """
+
     class _Collector:
         def __init__(self) -> None:
             self.items: list[pytest.Item] = []
@@ -75,12 +86,16 @@ def suite_items(areas: frozenset[str]) -> list[pytest.Item]:
     argv += ["--compare-with", "reference", "-q"]
     with contextlib.redirect_stdout(io.StringIO()) as out:
         code = pytest.main(argv, plugins=plugins)
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        return []
     if code != 0:
-        raise CLIError(f"the suite did not collect (pytest exit {int(code)}):{out}")
+        last = (out.getvalue().strip().splitlines() or ["(no output)"])[-1]
+        raise CLIError(f"the suite did not collect (pytest exit {int(code)}): {last}")
     return collector.items
 
 
 def run_list(args: argparse.Namespace) -> int:
+    """``cri-conformance list``: behaviours, cases (``--cases``) or profiles."""
     areas = parse_areas(args.area)
     if args.profiles:
         from refpull.profiles import PROFILES
@@ -90,8 +105,7 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     if args.cases:
         for item in suite_items(areas):
-            ids = [str(a) for m in item.iter_markers("behavior") for a in m.args]
-            print(f"{item.nodeid}  {' '.join(dict.fromkeys(ids))}")
+            print(f"{item.nodeid}  {' '.join(behavior_ids(item))}")
         return 0
     try:
         catalog = load_catalog()
