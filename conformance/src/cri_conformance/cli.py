@@ -64,15 +64,15 @@ def _add_run_parser(sub: Any) -> None:
         help="run the suite against a target and write the report",
         description="Run the suite against a target and write report.json, .md "
         "and .html. Any other option goes to pytest and the suite's plugin (e.g. "
-        "--runtime containerd-2.3.4, --crio-bin PATH, -x, -n 2 with pytest-xdist).",
+        "--runtime containerd-2.3.4, --crio-bin PATH, -x).",
     )
     add = run.add_argument
     add(
         "--target",
         choices=TARGETS,
         help="what to grade: the in-process reference (default), refpull serve over "
-        "gRPC, any CRI endpoint (cri, implied by --runtime-endpoint) or a containerd "
-        "the suite starts itself",
+        "gRPC, any CRI endpoint (cri, implied by --runtime-endpoint), or a containerd "
+        "or CRI-O the suite starts itself",
     )
     add(
         "-r",
