@@ -82,6 +82,12 @@ def test_list_cases_shows_each_case_with_its_behaviours(
             ["run", "--target", "cri"], "needs --runtime-endpoint", id="cri-no-endpoint"
         ),
         pytest.param(["run", "--area", "NOPE"], "not a catalog area", id="bad-area"),
+        pytest.param(["run", "--jobs", "0"], "give 1 or more", id="jobs-0"),
+        pytest.param(
+            ["run", "--jobs", "2", "--target", "cri", "-r", "unix:///"],
+            "a runtime endpoint is graded by one run",
+            id="jobs-endpoint",
+        ),
         pytest.param(
             ["run", "--expectations", "no-such-runtime"],
             "shipped names: containerd-1.6.20",

@@ -287,6 +287,13 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise CLIError(f"--jobs {args.jobs}: give 1 or more")
+    if args.jobs > 1 and (args.runtime_endpoint or args.target == "cri"):
+        raise CLIError(
+            "--jobs runs one target per part, so it needs a target the suite starts "
+            "(reference, containerd, crio); a runtime endpoint is graded by one run"
+        )
     argv = pytest_args(args)
     areas = parse_areas(args.area)
     if any(a.startswith(("-n", "--numprocesses", "--dist")) for a in args.pytest_extra):
