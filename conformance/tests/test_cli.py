@@ -317,3 +317,13 @@ def test_pytest_stops_once_when_the_endpoint_does_not_answer(
     assert done.returncode == 4, done.stdout[-3000:]
     assert done.stdout.count(f"the runtime at unix://{stale_socket} does not") == 1
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    ci = (repo / ".ci" / "run").read_text().strip().splitlines()
+    readme = (repo / "README.md").read_text()
+    # The README's "all tests" line is the peers' apt-get, then .ci/run's last line.
+    assert f"&& {ci[-1]}\n" in readme
+    assert "pip install tox" in ci[-1]
+    assert "python3 -m pip install" not in readme  # PEP 668: refused on Debian 12
