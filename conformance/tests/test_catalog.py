@@ -98,7 +98,8 @@ def test_security_behaviours_state_the_safe_rule_and_record_the_finding() -> Non
 def test_profile_sentences_appear_exactly_on_delta_entries() -> None:
     for behavior in CATALOG:
         if behavior.level != "SECURITY":
-            assert bool(behavior.profiles) == ("DELTA-1.6" in behavior.markers)
+            delta = any(m.startswith("DELTA-") for m in behavior.markers)
+            assert bool(behavior.profiles) == delta, behavior.id
         if behavior.kind == "quirk":
             assert "seed" in behavior.profiles, behavior.id
     assert (
@@ -111,7 +112,8 @@ def test_profile_sentences_appear_exactly_on_delta_entries() -> None:
 def test_switches_name_profile_fields_and_cover_every_boolean_switch() -> None:
     fields = {f.name for f in dataclasses.fields(Profile) if f.type in ("bool", bool)}
     named = {s for b in CATALOG for s in b.switches}
-    assert named <= fields
+    # retry_attempts (CHAL-007) is a number, not a boolean switch.
+    assert named <= {f.name for f in dataclasses.fields(Profile)}
     assert fields - named == set()
 
 
