@@ -249,8 +249,29 @@ class _RoutingTransport(httpx.BaseTransport):
         self._settings = settings
         self._environ = dict(environ)
         self._transports: dict[tuple[str | None, bool], httpx.HTTPTransport] = {}
+        # behaviors.md HOST-012 (hosts.toml, 1.7+): https first; once the endpoint
+        # answers a TLS handshake with something that is not TLS, plain http from then
+        # on (containerd's NewHTTPFallback, per host).
+        self._fallback = host.http_fallback and host.scheme == "https"
+        self._plain = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        fallback = self._fallback and self._is_own(request)
+        if fallback and self._plain:
+            return self._send(_as_http(request))
+        try:
+            return self._send(request)
+        except httpx.ConnectError as exc:
+            if not fallback or not _not_tls(exc):
+                raise
+        self._plain = True
+        return self._send(_as_http(request))
+
+    def _is_own(self, request: httpx.Request) -> bool:
+        host = request.url.netloc.decode("ascii")
+        return _authority(request.url.scheme, host) == self._authority
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
         try:
             proxy = proxy_for(str(request.url), self._environ)
         except ValueError as exc:
@@ -268,6 +289,33 @@ class _RoutingTransport(httpx.BaseTransport):
         for transport in self._transports.values():
             transport.close()
         self._transports.clear()
+
+
+def _not_tls(exc: httpx.ConnectError) -> bool:
+    """The server answered the TLS handshake with something else (plain http)."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    reason = getattr(cause, "reason", "") or str(exc)
+    return reason in (
+        "WRONG_VERSION_NUMBER",
+        "RECORD_LAYER_FAILURE",
+        "HTTP_REQUEST",
+    ) or ("WRONG_VERSION_NUMBER" in str(exc))
+
+
+def _as_http(request: httpx.Request) -> httpx.Request:
+    """*request* to the same ``host:port`` over plain http."""
+    url = request.url.copy_with(scheme="http")
+    if request.url.port is None:  # https's default port stays explicit
+        url = url.copy_with(port=443)
+    return httpx.Request(
+        request.method,
+        url,
+        headers=request.headers,
+        stream=request.stream,
+        extensions=request.extensions,
+    )
 
 
 def _authority(scheme: str, host: str) -> tuple[str, str, str]:
