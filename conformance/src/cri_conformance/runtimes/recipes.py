@@ -107,7 +107,7 @@ RECIPES: dict[str, Recipe] = {
             tags=_CRIO_TAGS,
             ldflags=(
                 (
-                    "github.com/cri-o/cri-o/internal/version.gitCommit",
+                    "github.com/cri-o/cri-o/internal/version.buildCommit",
                     "b24632ab44955fa84685640d4177f3c554e9f69c",
                 ),
             ),
