@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import tomllib
 from pathlib import Path
@@ -220,3 +221,28 @@ def test_binary_generation_asks_the_binary_its_version(tmp_path: Path) -> None:
 def test_registry_style_of_a_generation_that_cannot_read_it_is_refused() -> None:
     with pytest.raises(UnsupportedSetup, match="cannot read registry configuration"):
         render(Path("/w"), RegistrySetup(), GENERATIONS["seed"], style="hosts")
+
+
+def test_config_hook_gets_hosts_files_and_the_neutral_setup(tmp_path: Path) -> None:
+    out = tmp_path / "seen"
+    script = (
+        "import os, pathlib;"
+        f"pathlib.Path({str(out)!r}).write_text('\\n'.join(["
+        "os.environ['CRI_CONFORMANCE_HOSTS_DIR'], os.environ['CRI_CONFORMANCE_SETUP_JSON']]))"
+    )
+    setup = RegistrySetup(
+        mirrors={"docker.io": ["https://mirror.test"]},
+        hosts_toml={"raw.test": 'server = "https://raw.test"\n'},
+    )
+    run_config_hook(
+        f"{sys.executable} -c {script!r}", tmp_path, setup, TargetEnvironment()
+    )
+    hosts_dir, setup_json = out.read_text().splitlines()
+    hosts = tomllib.loads((Path(hosts_dir) / "docker.io" / "hosts.toml").read_text())
+    assert list(hosts["host"]) == ["https://mirror.test"]
+    assert (Path(hosts_dir) / "raw.test" / "hosts.toml").read_text() == (
+        'server = "https://raw.test"\n'
+    )
+    neutral = json.loads(Path(setup_json).read_text())
+    assert neutral["mirrors"] == {"docker.io": ["https://mirror.test"]}
+    assert neutral["hosts_toml"] == {"raw.test": 'server = "https://raw.test"\n'}
