@@ -130,9 +130,10 @@ def add_options(parser: pytest.Parser) -> None:
         default=env.get("CRI_CONFIG_HOOK"),
         help="for --target cri: a command run once before the suite that applies "
         "the suite's registry setup to your runtime; it gets CRI_CONFORMANCE_CONFIG "
-        "(a containerd config.toml fragment), CRI_CONFORMANCE_PROXY and "
-        "CRI_CONFORMANCE_CA_FILE, and must make the runtime use them (env "
-        "CRI_CONFIG_HOOK)",
+        "(a containerd config.toml fragment), CRI_CONFORMANCE_HOSTS_DIR (the same "
+        "registries as <namespace>/hosts.toml files), CRI_CONFORMANCE_SETUP_JSON "
+        "(the neutral setup), CRI_CONFORMANCE_PROXY and CRI_CONFORMANCE_CA_FILE, and "
+        "must make the runtime use them (env CRI_CONFIG_HOOK)",
     )
     add("--expectations", help="TOML file of known deviations (strict xfails)")
     add("--compare-with", choices=TARGETS, help="a second target to compare with")
