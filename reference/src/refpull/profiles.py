@@ -237,10 +237,10 @@ CONTAINERD_20 = replace(
     # getSortedHosts walks table headers with go-toml v2's parser (HOST-013).
     configs_tls_supported=False,
     hosts_order_from_table_headers=True,
-    # v2.0.11 internal/cri/server/service.go Register: runtime.v1 only (CRI-007).
+    # v2.0.11 plugins/cri/cri.go:172-173 registers runtime.v1 only (CRI-007).
     cri_v1alpha2_api=False,
-    # v2.0.11 client/pull.go: the schema1 converter is disabled unless
-    # CONTAINERD_ENABLE_DEPRECATED_PULL_SCHEMA_1_IMAGE=1; 2.3.4
+    # v2.0.11 core/remotes/docker/schema1/converter.go:72 ErrDisabled: the converter
+    # is off unless CONTAINERD_ENABLE_DEPRECATED_PULL_SCHEMA_1_IMAGE=1; 2.3.4
     # core/transfer/local/pull.go:66 refuses schema1 outright (S1-001).
     schema1_pull=False,
     # v2.0.11 core/remotes/docker/fetcher.go:271 sets Accept-Encoding itself (FETCH-003).
