@@ -117,10 +117,38 @@ def _peek_closed(sock: socket.socket) -> bool:
         return True
 
 
+def _ended(server: RegistryServer) -> int:
+    return server.refused_connections + server.evicted_connections
+
+
+def test_idle_kept_alive_connections_make_room_for_a_new_client(
+    storage: Storage,
+) -> None:
+    """Clients that keep connections alive (as Go's transport does) never lock out a
+    new client at the cap: the longest-idle connection is ended instead."""
+    with RegistryServer(RegistryApp(storage).handle, max_connections=2) as server:
+        keepers = [httpx.Client(timeout=5) for _ in range(2)]
+        try:
+            for client in keepers:
+                assert client.get(f"{server.url}/v2/").status_code == 200
+            with httpx.Client(timeout=5) as newcomer:
+                assert newcomer.get(f"{server.url}/v2/").status_code == 200
+            assert server.evicted_connections == 1
+            assert server.refused_connections == 0
+        finally:
+            for client in keepers:
+                client.close()
+
+
 def test_connections_over_the_limit_are_closed_and_get_no_thread(
     storage: Storage,
 ) -> None:
-    """100 idle connections against max_connections=10: 10 threads, 90 closed."""
+    """100 silent connections against max_connections=10: 10 threads, 90 closed.
+
+    A silent connection is idle, so at the cap each newcomer ends the longest-idle
+    one (evicted) or is closed itself (refused): either way 90 end, threads stay
+    bounded.
+    """
     with RegistryServer(RegistryApp(storage).handle, max_connections=10) as server:
         before = threading.active_count()
         idle = [
@@ -128,11 +156,11 @@ def test_connections_over_the_limit_are_closed_and_get_no_thread(
         ]
         try:
             deadline = time.monotonic() + 5
-            while server.refused_connections < 90 and time.monotonic() < deadline:
+            while _ended(server) < 90 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert server.refused_connections == 90
-            assert threading.active_count() - before <= 10
+            assert _ended(server) == 90
             time.sleep(0.2)
+            assert threading.active_count() - before <= 10
             assert sum(_peek_closed(s) for s in idle) == 90
         finally:
             for sock in idle:

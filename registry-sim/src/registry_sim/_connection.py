@@ -152,8 +152,12 @@ class Connection:
     def _read_head(self) -> tuple[RequestHead, Headers] | None:
         # The first byte may take the idle timeout; the whole head then has
         # head_timeout, however it trickles in (a line every few seconds included).
-        if not self.reader.wait_for_data():
-            return None
+        self.server.set_idle(self, True)
+        try:
+            if not self.reader.wait_for_data():
+                return None
+        finally:
+            self.server.set_idle(self, False)
         self.reader.deadline = time.monotonic() + self.server.head_timeout
         try:
             return self._read_head_lines()

@@ -20,6 +20,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -155,8 +156,9 @@ class RegistryServer:
         idle_timeout: seconds a kept-alive connection may stay silent.
         head_timeout: seconds a request head may take from its first byte to its
             last (a client trickling header lines cannot hold a thread longer).
-        max_connections: connections served at once (one thread each); a connection
-            over the limit is closed as soon as it is accepted.
+        max_connections: connections served at once (one thread each); at the limit
+            the longest-idle kept-alive connection is ended to make room, and a new
+            connection is closed at once only when none is idle.
         zero_copy: send file bodies with ``sendfile(2)`` on plain TCP (least
             server CPU). The default copies them through 1 MiB buffers, which
             measured faster on loopback on our machines (1.08x docker-registry's
@@ -188,6 +190,9 @@ class RegistryServer:
         self.max_connections = max_connections
         #: connections closed at once because ``max_connections`` were open.
         self.refused_connections = 0
+        #: idle kept-alive connections ended to make room at ``max_connections``.
+        self.evicted_connections = 0
+        self._idle: dict[Connection, float] = {}
         self._spool: Path | None = None
         self.zero_copy = zero_copy
         #: Exceptions raised by handlers or by this server's own code (simulator bugs).
@@ -324,13 +329,37 @@ class RegistryServer:
             if self.stopping.is_set():
                 sock.close()
                 return
-            if len(self._threads) >= self.max_connections:
+            if len(self._threads) >= self.max_connections and not self._evict_idle():
                 self.refused_connections += 1
                 sock.close()
                 return
             self._threads.add(thread)
             self._sockets.add(sock)
         thread.start()
+
+    def set_idle(self, conn: Connection, idle: bool) -> None:
+        """Marks *conn* as waiting for its next request (evictable) or busy."""
+        with self._lock:
+            if idle:
+                self._idle[conn] = time.monotonic()
+            else:
+                self._idle.pop(conn, None)
+
+    def _evict_idle(self) -> bool:
+        """At the cap, end the longest-idle kept-alive connection (caller holds the lock).
+
+        Clients keep idle connections open for reuse (Go's transport keeps them per
+        host); ending one of those makes room for a new connection, as an HTTP
+        server's keep-alive eviction does, instead of refusing the newcomer.
+        """
+        if not self._idle:
+            return False
+        oldest = min(self._idle, key=self._idle.__getitem__)
+        del self._idle[oldest]
+        self.evicted_connections += 1
+        with contextlib.suppress(OSError):
+            oldest.sock.shutdown(socket.SHUT_RDWR)
+        return True
 
     def track(self, old: socket.socket, new: socket.socket) -> None:
         """Replaces a tracked socket (after a TLS upgrade) so close() reaches it."""
@@ -349,6 +378,7 @@ class RegistryServer:
         finally:
             conn.close()
             with self._lock:
+                self._idle.pop(conn, None)
                 self._threads.discard(threading.current_thread())
                 self._sockets.discard(conn.sock)
                 self._sockets.discard(sock)
