@@ -37,8 +37,16 @@ __all__ = [
     "select_mutants",
 ]
 
+
+def _profiles() -> tuple[str, ...]:
+    # The suite's ``--profile`` choices (cri_conformance.options does the same).
+    from refpull.profiles import PROFILES as known
+
+    return tuple(known)
+
+
 #: The profiles a mutant may name (the suite's ``--profile`` choices).
-PROFILES = ("seed", "containerd-1.6")
+PROFILES = _profiles()
 
 _REQUIRED = ("id", "behavior", "profiles", "file", "find", "replace", "why")
 _OPTIONAL = ("survives",)

@@ -1,0 +1,82 @@
+"""The mutation gate's inputs: every mutant file parses and every mutant applies.
+
+The full gate (the suite against each mutant) is ``tox -e mutation``; this is its
+quick ``--check``, so a refactor of refpull that breaks a mutant's ``find`` is caught
+by the unit tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cri_conformance.catalog import load_catalog
+from cri_conformance.mutation import (
+    MutantError,
+    apply_mutant,
+    check_mutants,
+    load_mutants,
+)
+from cri_conformance.mutation.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[2]
+MUTANTS = ROOT / "conformance" / "mutants"
+SRC = ROOT / "reference" / "src"
+
+
+def test_every_mutant_applies_once_compiles_and_names_a_catalog_behavior() -> None:
+    mutants = load_mutants(MUTANTS)
+    assert len(mutants) >= 80
+    assert check_mutants(mutants, SRC, (b.id for b in load_catalog())) == []
+
+
+#: SECURITY behaviours still without a mutant of their own (RES-012's verification is
+#: the content store's, mutated as FETCH-008-digest-not-verified). Shrinks, never grows.
+KNOWN_GAPS = {"RES-012"}
+
+
+def test_every_security_behavior_has_a_mutant() -> None:
+    covered = {m.behavior for m in load_mutants(MUTANTS)}
+    security = {b.id for b in load_catalog() if b.level == "SECURITY"}
+    assert sorted(security - covered) == sorted(KNOWN_GAPS)
+
+
+def test_check_mode_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--repo", str(ROOT), "--check"]) == 0
+    assert "all apply" in capsys.readouterr().out
+
+
+def test_a_mutant_whose_find_is_not_unique_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text(
+        "[[mutant]]\n"
+        'id = "REF-001-x"\nbehavior = "REF-001"\nprofiles = ["seed"]\n'
+        'file = "refpull/imageref.py"\nfind = "import"\nreplace = "import "\n'
+        'why = "w"\n'
+    )
+    [mutant] = load_mutants(tmp_path)
+    [problem] = check_mutants([mutant], SRC)
+    assert "exactly once" in problem
+    with pytest.raises(MutantError):
+        apply_mutant(mutant, SRC, tmp_path / "copy")
+    assert main(["--repo", str(ROOT), "--mutants", str(tmp_path), "--check"]) == 2
+
+
+def test_a_duplicate_id_is_refused(tmp_path: Path) -> None:
+    entry = (
+        "[[mutant]]\n"
+        'id = "REF-001-x"\nbehavior = "REF-001"\nprofiles = ["seed"]\n'
+        'file = "refpull/imageref.py"\nfind = "a"\nreplace = "b"\nwhy = "w"\n'
+    )
+    (tmp_path / "a.toml").write_text(entry)
+    (tmp_path / "b.toml").write_text(entry)
+    with pytest.raises(MutantError, match="used twice"):
+        load_mutants(tmp_path)
+
+
+def test_an_applied_mutant_changes_only_its_copy(tmp_path: Path) -> None:
+    mutant = load_mutants(MUTANTS)[0]
+    copy = apply_mutant(mutant, SRC, tmp_path / "src")
+    mutated = (copy / mutant.file).read_text()
+    assert mutant.replace in mutated
+    assert mutant.find in (SRC / mutant.file).read_text()
