@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from cri_conformance.profile_facts import profile_fact
 from cri_conformance.scenario import Case
-from refpull.profiles import get_profile
 from registry_sim.faults import (
     CorruptBody,
     Fault,
@@ -125,7 +125,7 @@ def test_content_fetch_failure_on_a_mirror_follows_the_profile(
         host="mirror-a.test",
     )
     ref = case.ref("1", host="mirrored.test")
-    if get_profile(case.profile).fetch_falls_through_on_error:
+    if profile_fact(case.profile, "fetch_falls_through_on_error"):
         assert case.pull(ref) == image.config_digest
         assert _gets(case, broken, host="mirror-b.test")
     else:
@@ -215,7 +215,7 @@ def test_body_cut_short_follows_the_profile(case: Case) -> None:
     case.world.add_fault(
         Fault(Match(method="GET", path=layer + "$"), Truncate(at=cut), times=1)
     )
-    if get_profile(case.profile).fetch_auto_resume:
+    if profile_fact(case.profile, "fetch_auto_resume"):
         assert case.pull(case.ref("1")) == image.config_digest
         ranges = [ex.header("Range") for ex in _gets(case, layer)]
         assert ranges[0] is None

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from cri_conformance.profile_facts import profile_fact
 from cri_conformance.scenario import Case
-from refpull.profiles import get_profile
 from registry_sim.faults import Custom, Fault, Match
 from registry_sim.images import Config, FileSpec, Image, Index, Layer, Platform, Schema1
 from registry_sim.wire import Request, Response
@@ -83,7 +83,7 @@ def test_index_with_only_386_follows_the_profile(case: Case) -> None:
     """On amd64, a 386-only index is NotFound in the seed and pulled by containerd 1.6."""
     i386 = _platform_image(case, "386", I386)
     case.push(Index.oci([i386]), "multi")
-    if get_profile(case.profile).amd64_platform_fallbacks:
+    if profile_fact(case.profile, "amd64_platform_fallbacks"):
         assert case.pull(case.ref("multi")) == i386.config_digest
     else:
         assert case.pull_error(case.ref("multi")).code == "NOT_FOUND"
@@ -174,9 +174,8 @@ def test_diff_id_count_must_match_the_layer_count(case: Case, extra: int) -> Non
     image = good.with_wrong_diff_ids(diff_ids)
     case.push(image, "1")
     assert case.pull_error(case.ref("1")).code == "UNKNOWN"
-    assert (
-        case.status(case.ref("1")) is None
-        or not get_profile(case.profile).record_after_unpack
+    assert case.status(case.ref("1")) is None or not profile_fact(
+        case.profile, "record_after_unpack"
     )
 
 
@@ -210,7 +209,7 @@ def test_visibility_after_a_failed_unpack_follows_the_profile(
     case.pull_error(case.ref("1"))
     # Seed: "can stay visible" -- either outcome conforms (see the docstring), so
     # only the failed pull above is asserted there.
-    if get_profile(case.profile).record_after_unpack:
+    if profile_fact(case.profile, "record_after_unpack"):
         assert case.status(case.ref("1")) is None
         assert not _listed(case, image.config_digest)
 
@@ -222,7 +221,7 @@ def test_octet_stream_config_follows_the_profile(case: Case) -> None:
     digest = case.push(image, "1")
     layer = str(image.layer_descriptors[0]["digest"])
     case.pulled.append(case.ref("1"))  # a failed 1.6 pull leaves the tag behind
-    if get_profile(case.profile).deferred_layer_download:
+    if profile_fact(case.profile, "deferred_layer_download"):
         # The unpacker skips such manifests, so the layer is never downloaded and
         # the image-level unpack finds no content (containerd#10628).
         assert case.pull_error(case.ref("1")).code == "NOT_FOUND"
@@ -253,7 +252,7 @@ def test_zstd_layers_follow_the_profile(case: Case) -> None:
     layer = Layer.random(512, seed=f"{case.nonce}-zstd", compression="zstd")
     image = Image.oci([layer], nonce=f"{case.nonce}-zstd")
     case.push(image, "1")
-    if get_profile(case.profile).zstd_layers:
+    if profile_fact(case.profile, "zstd_layers"):
         assert case.pull(case.ref("1")) == image.config_digest
     else:
         case.pull_error(case.ref("1"))

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
+from cri_conformance.profile_facts import profile_fact
 from cri_conformance.scenario import Case
-from refpull.profiles import get_profile
 from registry_sim.faults import (
     CorruptBody,
     Custom,
@@ -182,7 +182,7 @@ def test_manifest_served_only_under_blobs_follows_the_profile(case: Case) -> Non
         Fault(Match(path=f"/blobs/{digest}"), WrongMediaType(image.media_type))
     )
     ref = case.ref(None, digest=digest)
-    if get_profile(case.profile).manifest_blob_fallback:
+    if profile_fact(case.profile, "manifest_blob_fallback"):
         assert case.pull(ref) == image.config_digest
         assert any(
             ex.method == "GET" and ex.path.endswith(f"/blobs/{digest}")
@@ -207,7 +207,7 @@ def test_failing_first_mirror_follows_the_profile(case: Case, action: Status) ->
     case.push(image, "1", host="mirror-b.test")
     case.world.add_fault(Fault(Match(path="/manifests/"), action), host="mirror-a.test")
     ref = case.ref("1", host="mirrored.test")
-    if get_profile(case.profile).resolve_falls_through_on_error:
+    if profile_fact(case.profile, "resolve_falls_through_on_error"):
         assert case.pull(ref) == image.config_digest
         assert _manifests(case, host="mirror-b.test")
     else:

@@ -1,0 +1,85 @@
+"""The suite's expectations never come from the code under test (issue 11 item 2).
+
+A scenario that computed its expected value with refpull would move the expectation
+along with a bug in the reference (a circular oracle). So the suite imports nothing
+from refpull; golden values come from fixtures or from the simulator's construction.
+Only what a *target* needs (running the reference, speaking CRI) and what names the
+profiles may import refpull, and those places are listed here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from cri_conformance.catalog import fixtures_dir
+from refpull.profiles import PROFILES
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "conformance" / "suite"
+PACKAGE = ROOT / "conformance" / "src" / "cri_conformance"
+
+#: Suite files still computing an expectation with refpull, and why. Shrinks only.
+SUITE_EXCEPTIONS = {
+    # The converted image ID of a per-case schema1 image comes from refpull's
+    # converter; moving it to golden vectors (fixtures/vectors/schema1) is pending.
+    "test_schema1.py": {"refpull.profiles", "refpull.schema1"},
+    # Drives refpull's ImageService directly to show what its gRPC server does when
+    # a deadline passes: a reference-only case that belongs behind a target.
+    "test_stalls_and_cancellation.py": {"refpull.budget", "refpull.service"},
+}
+#: Harness modules that need refpull, and for what.
+HARNESS_USES = {
+    "targets/reference.py": "runs the reference puller in-process (a target)",
+    "targets/cri.py": "the generated CRI protobuf stubs (a target's wire format)",
+    "options.py": "the names of the profiles (--profile choices)",
+    "catalog.py": "the catalog lint checks switches against Profile's fields",
+    "_cli_list.py": "lists the profiles by name",
+    "mutation/mutants.py": "the profile names a mutant may list",
+    "mutation/_first.py": "checks which refpull a mutant run imported",
+}
+
+
+def _refpull_imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "refpull"}
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").split(".")[0] == "refpull"
+        ):
+            found.add(str(node.module))
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(SUITE.glob("*.py")), ids=lambda p: p.name)
+def test_suite_files_import_nothing_from_refpull(path: Path) -> None:
+    assert _refpull_imports(path) <= SUITE_EXCEPTIONS.get(path.name, set())
+
+
+def test_the_suite_exceptions_are_still_needed() -> None:
+    for name, allowed in SUITE_EXCEPTIONS.items():
+        assert _refpull_imports(SUITE / name) == allowed, f"shrink {name}'s exception"
+
+
+def test_only_listed_harness_modules_import_refpull() -> None:
+    users = {
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if _refpull_imports(path)
+    }
+    assert sorted(users - set(HARNESS_USES)) == []
+
+
+def test_profile_facts_table_agrees_with_the_reference() -> None:
+    # The suite branches on fixtures/vectors/profiles.json; the reference must match it
+    # (here, in a unit test, not in the suite, so a mutant of profiles.py is caught).
+    table = json.loads((fixtures_dir() / "vectors" / "profiles.json").read_text())
+    for name, fact in table["facts"].items():
+        for profile, value in fact["values"].items():
+            assert getattr(PROFILES[profile], name) is value, (name, profile)
