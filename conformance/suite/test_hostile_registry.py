@@ -296,3 +296,14 @@ def test_a_reflected_authorization_header_is_not_repeated(case: Case) -> None:
     assert any(ex.status == 403 for ex in case.exchanges(host="basic.test"))
     assert basic not in error.message
     assert "alice-secret" not in error.message
+
+
+@pytest.mark.behavior("PULL-015", "ERR-001")
+def test_a_megabyte_image_name_is_an_invalid_reference(case: Case) -> None:
+    """A 1 MiB reference fails as an invalid reference (gRPC Unknown, like any other
+    malformed reference) with a short message, not as an exhausted resource."""
+    name = f"{case.world.sim.host_port}/{case.repo}/" + "a" * (1 << 20)
+    error = case.pull_error(name)
+    assert error.code == "UNKNOWN", f"answered {error.code}: {error.message[:200]}"
+    assert len(error.message) < 4096, f"{len(error.message)}-character error"
+    assert case.exchanges() == []

@@ -34,6 +34,7 @@ from refpull._cli_common import (
 from refpull._cli_limits import add_limit_arguments, limits_from_args
 from refpull.errors import RefpullError
 from refpull.grpc_server import serve
+from refpull.limits import add_content_limit_arguments, content_limits_from_args
 from refpull.profiles import PROFILES, get_profile
 
 __all__ = ["add_parser", "run"]
@@ -65,6 +66,7 @@ def add_parser(subparsers: Any) -> None:
         help="runtime generation to model (default: containerd-1.6)",
     )
     add_limit_arguments(parser)
+    add_content_limit_arguments(parser)
     parser.add_argument(
         "--max-concurrent-pulls",
         metavar="N",
@@ -109,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
                 profile=profile,
                 environ=environ,
                 limits=limits_from_args(args),
+                content_limits=content_limits_from_args(args),
                 max_pulls=args.max_concurrent_pulls,
             )
         except (RefpullError, OSError, RuntimeError) as exc:

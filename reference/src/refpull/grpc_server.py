@@ -46,6 +46,7 @@ from refpull.budget import Cancel, TransferLimits
 from refpull.config import RegistryConfig
 from refpull.credentials import AuthConfig
 from refpull.errors import RefpullError
+from refpull.limits import Limits
 from refpull.profiles import Profile
 from refpull.service import ImageService, ServiceError
 
@@ -351,6 +352,7 @@ def serve(
     profile: Profile,
     environ: Mapping[str, str] | None = None,
     limits: TransferLimits | None = None,
+    content_limits: Limits | None = None,
     max_pulls: int = 64,
 ) -> CRIServer:
     """Start a CRI endpoint on *socket_path* serving an ImageService on *root*.
@@ -366,6 +368,7 @@ def serve(
         profile: the runtime generation.
         environ: proxy variables for pulls.
         limits: overall deadline and minimum rate of every pull.
+        content_limits: sizes, depths and counts a registry may make a pull cost.
         max_pulls: PullImage calls served at once.
 
     Returns:
@@ -374,7 +377,14 @@ def serve(
     server = CRIServer(socket_path, profile, max_pulls=max_pulls).start()
     try:
         server.attach(
-            ImageService(root, config, profile, environ=environ, limits=limits)
+            ImageService(
+                root,
+                config,
+                profile,
+                environ=environ,
+                limits=limits,
+                content_limits=content_limits,
+            )
         )
     except BaseException:
         server.stop(grace=None)

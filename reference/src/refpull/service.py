@@ -52,6 +52,7 @@ from refpull.errors import (
     InvalidReference,
     NotFoundInStore,
     RefpullError,
+    clip_reference,
 )
 from refpull.imageref import ImageRef, parse_docker_ref
 from refpull.images import ImageRecords, ImageStore
@@ -62,6 +63,7 @@ from refpull.index import (
     IndexedImage,
     to_cri_image,
 )
+from refpull.limits import Limits
 from refpull.manifests import Descriptor, Platform
 from refpull.profiles import Profile
 from refpull.puller import ProgressEvent, Puller, PullResult
@@ -118,6 +120,7 @@ class ImageService:
         puller_factory: PullerFactory | None = None,
         platform: Platform | None = None,
         limits: TransferLimits | None = None,
+        content_limits: Limits | None = None,
     ) -> None:
         """Open the root, collect leftovers of a crash and rebuild the index.
 
@@ -130,6 +133,8 @@ class ImageService:
                 :class:`~refpull.puller.Puller` on *root*).
             platform: the platform pulled from indexes (default linux/amd64).
             limits: overall deadline and minimum rate of every pull (budget.py).
+            content_limits: bounds on what a registry may make a pull cost
+                (limits.py; default DEFAULT_LIMITS).
         """
         # Modes never come from the umask: the root and snapshots are traversable
         # (0711, a container's uid walks to its rootfs), records are owner-only.
@@ -165,6 +170,7 @@ class ImageService:
                 platform=self.platform,
                 progress=progress,
                 settings=TransportSettings(budget=budget),
+                limits=content_limits,
             )
 
         self._custom_factory = puller_factory
@@ -273,7 +279,9 @@ class ImageService:
             )
         except InvalidReference as exc:
             raise ServiceError(
-                f"failed to parse image reference {go_quote(image)}: {exc.reason}",
+                # PULL-015: a megabyte name must not become a megabyte gRPC status.
+                f"failed to parse image reference {go_quote(clip_reference(image))}: "
+                f"{exc.reason}",
                 cause=exc,
             ) from exc
         name = str(ref)
