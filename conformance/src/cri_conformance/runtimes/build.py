@@ -26,7 +26,14 @@ from pathlib import Path
 
 from cri_conformance.runtimes.recipes import Recipe
 
-__all__ = ["BuildError", "Built", "build", "cache_entry", "default_cache_dir"]
+__all__ = [
+    "BuildError",
+    "Built",
+    "build",
+    "cache_entry",
+    "default_cache_dir",
+    "find_cached",
+]
 
 #: Bumped when the build commands change, so old cache entries are not reused.
 RECIPE_REVISION = "1"
@@ -66,6 +73,31 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _recipe_key(recipe: Recipe) -> str:
+    return hashlib.sha256(f"{recipe!r}:{RECIPE_REVISION}".encode()).hexdigest()[:16]
+
+
+def find_cached(recipe: Recipe, cache_dir: Path | None = None) -> Built | None:
+    """The newest finished build of *recipe* (as it is now) in the cache, if any.
+
+    Used when no archive is given: a runtime built earlier is graded again without
+    its source at hand.
+    """
+    found: list[tuple[float, Path]] = []
+    for meta in (cache_dir or default_cache_dir()).glob(f"{recipe.name}-*/build.json"):
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        binary = meta.parent / "bin" / recipe.binary
+        if data.get("recipe") == _recipe_key(recipe) and binary.is_file():
+            found.append((meta.stat().st_mtime, meta.parent))
+    if not found:
+        return None
+    entry = max(found)[1]
+    return Built(recipe.name, entry, entry / "bin" / recipe.binary, cached=True)
 
 
 def cache_entry(recipe: Recipe, digest: str, cache_dir: Path) -> Path:
@@ -159,11 +191,13 @@ def build(
     source: Path | None = None,
     cache_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    go: str | None = None,
 ) -> Built:
     """Build *recipe* (or reuse the cached build) and return where it is.
 
     *upstream* is a directory holding ``recipe.archive``; *source* instead is an
     unpacked checkout (keyed by its path and mtime, so an edited checkout rebuilds).
+    *go* names the Go tool (default: beside the interpreter, then ``PATH``).
 
     Raises:
         BuildError: the archive is missing, Go is missing, or the build failed.
@@ -181,8 +215,12 @@ def build(
         archive = None
     else:
         if upstream is None:
+            cached = find_cached(recipe, cache_dir)
+            if cached is not None:
+                return cached
             raise BuildError(
-                "give --upstream DIR (holding the source archives) or --source CHECKOUT"
+                f"{recipe.name} is not built yet: give --upstream DIR (holding "
+                f"{recipe.archive}) or --source CHECKOUT"
             )
         archive = upstream / recipe.archive
         if not archive.is_file():
@@ -195,7 +233,9 @@ def build(
     # One build per entry at a time: concurrent runs wait, then reuse it.
     with (cache_dir / f".{entry.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_locked(recipe, entry, archive, source, digest, cache_dir, say)
+        return _build_locked(
+            recipe, entry, archive, source, digest, cache_dir, say, go or _find_go
+        )
 
 
 def _build_locked(
@@ -206,11 +246,12 @@ def _build_locked(
     digest: str,
     cache_dir: Path,
     say: Callable[[str], None],
+    find_go: str | Callable[[], str],
 ) -> Built:
     binary = entry / "bin" / recipe.binary
     if (entry / "build.json").is_file() and binary.is_file():
         return Built(recipe.name, entry, binary, cached=True)
-    go = _find_go()
+    go = find_go if isinstance(find_go, str) else find_go()
     work = Path(tempfile.mkdtemp(prefix=f".{recipe.name}-", dir=cache_dir))
     try:
         started = time.monotonic()
@@ -235,6 +276,7 @@ def _build_locked(
             "source": str(archive or source),
             "sha256": digest,
             "recipe_revision": RECIPE_REVISION,
+            "recipe": _recipe_key(recipe),
             "seconds": round(time.monotonic() - started, 1),
             "go": subprocess.run(
                 [go, "version"], capture_output=True, text=True, check=False
