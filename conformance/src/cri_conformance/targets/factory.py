@@ -110,6 +110,11 @@ def run_config_hook(
     ``CRI_CONFORMANCE_CA_FILE``; the same registries as a ``config_path`` directory of
     ``<namespace>/hosts.toml`` files in ``CRI_CONFORMANCE_HOSTS_DIR``; and the neutral
     setup as JSON (``RegistrySetup``'s fields) in the file ``CRI_CONFORMANCE_SETUP_JSON``.
+    For CRI-O and other containers/image runtimes: ``CRI_CONFORMANCE_REGISTRIES_CONF``
+    (registries.conf v2), ``CRI_CONFORMANCE_CERTS_DIR`` (``<host>/ca.crt``,
+    ``client.cert``, ``client.key``), ``CRI_CONFORMANCE_AUTH_FILE`` (auth.json),
+    ``CRI_CONFORMANCE_POLICY`` (policy.json) and, in ``CRI_CONFORMANCE_UNSUPPORTED``,
+    one line per need registries.conf cannot express.
 
     Raises:
         RuntimeError: the hook failed (its output is in the message).
@@ -125,7 +130,19 @@ def run_config_hook(
         (hosts_dir / namespace / "hosts.toml").write_text(text)
     setup_json = workdir / "cri-config-hook.json"
     setup_json.write_text(json.dumps(dataclasses.asdict(setup), indent=2) + "\n")
+    from cri_conformance.targets._crioconf import write_crio_files
+
+    crio_dir = workdir / "cri-config-hook.crio"
+    crio_dir.mkdir(exist_ok=True)
+    crio = write_crio_files(crio_dir, setup, home=crio_dir / "home")
     env = dict(os.environ)
+    env["CRI_CONFORMANCE_REGISTRIES_CONF"] = str(crio.registries_conf)
+    env["CRI_CONFORMANCE_CERTS_DIR"] = str(crio.certs_dir)
+    env["CRI_CONFORMANCE_AUTH_FILE"] = str(crio.auth_file)
+    env["CRI_CONFORMANCE_POLICY"] = str(crio.policy)
+    env["CRI_CONFORMANCE_UNSUPPORTED"] = "\n".join(
+        f"{need}: {why}" for need, why in sorted(crio.unsupported.items())
+    )
     env["CRI_CONFORMANCE_CONFIG"] = str(config)
     env["CRI_CONFORMANCE_HOSTS_DIR"] = str(hosts_dir)
     env["CRI_CONFORMANCE_SETUP_JSON"] = str(setup_json)
