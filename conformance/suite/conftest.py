@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cri_conformance.catalog import family_of
 from cri_conformance.evidence import Evidence
 from cri_conformance.options import SuiteOptions
 from cri_conformance.scenario import Case, case_repo
@@ -39,6 +40,11 @@ def reference_twin(
     other = suite_options.compare_with
     if other != "reference":
         pytest.skip(f"unsupported: --compare-with {other!r} (only 'reference')")
+    if family_of(profile) != "containerd":
+        pytest.skip(
+            f"unsupported: the reference models the containerd family only, not "
+            f"{profile} (its request shapes differ by design)"
+        )
     twin = make_target(
         "reference",
         profile=profile,
