@@ -18,6 +18,8 @@ import pytest
 from cri_conformance.catalog import fixtures_dir
 from cri_conformance.scenario import Case
 from cri_conformance.targets.base import TargetError
+from registry_sim.auth import BasicAuth
+from registry_sim.sim import RegistrySim
 
 VECTOR_HOST = "127.0.0.1:5000"
 
@@ -65,7 +67,29 @@ def test_auth_config_vector_reaches_the_registry_as_stated(
     ]
     if expect["wire"] == "basic":
         assert pulled
-        assert expect["username"] in users
+        assert {u for u in users if u is not None} == {expect["username"]}
+        _assert_secret_accepted(case, vector, expect["username"], expect["secret"])
     else:
         assert not pulled
         assert set(users) <= {None}
+
+
+def _assert_secret_accepted(
+    case: Case, vector: dict[str, Any], username: str, secret: str
+) -> None:
+    """The password on the wire is the vector's: a registry knowing only it admits the pull.
+
+    The journal records who, never the password, so a second registry whose user
+    table holds exactly the vector's credential decides. Secrets that are not plain
+    printable ASCII (raw bytes from a decoded ``auth``) are left to the unit tests.
+    """
+    if not (secret.isascii() and secret.isprintable()):
+        return
+    strict = RegistrySim(auth=BasicAuth(users={username: secret}))
+    strict.start()
+    try:
+        strict.push(case.image(salt="strict"), f"{case.repo}:1")
+        auth = _substitute(vector["input"]["auth"], strict.host_port)
+        case.pull(case.ref("1", host=strict.host_port), auth=auth)
+    finally:
+        strict.close()

@@ -114,6 +114,21 @@ def test_undecodable_auth_is_not_echoed_in_the_error(case: Case) -> None:
     assert secret not in case.journal_text()
 
 
+@pytest.mark.behavior("ERR-003", "AUTH-002")
+def test_server_address_password_is_not_echoed_in_the_error(case: Case) -> None:
+    """An unparseable ``server_address`` with a password in it fails without it (SECURITY)."""
+    secret = f"hunter{case.nonce}"
+    case.push(case.image(), "1", host="basic.test")
+    auth = {
+        "username": "alice",
+        "password": "alice-secret",
+        "server_address": f"https://user:{secret}@basic.test:bad",
+    }
+    error = case.pull_error(case.ref("1", host="basic.test"), auth=auth)
+    assert secret not in error.message
+    assert secret not in case.journal_text()
+
+
 @pytest.mark.behavior("ERR-003")
 def test_signed_url_secret_is_not_echoed_in_the_error(case: Case) -> None:
     """A failing redirect to a signed URL does not put its signature in the error."""
