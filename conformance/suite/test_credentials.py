@@ -14,6 +14,7 @@ import pytest
 
 from cri_conformance.scenario import Case
 from cri_conformance.targets.base import TargetError
+from registry_sim.faults import Fault, Match, Redirect
 
 ALICE = {"username": "alice", "password": "alice-secret"}
 
@@ -167,3 +168,24 @@ def test_deprecated_auths_follow_the_profile(case: Case, host: str, user: str) -
     else:
         case.pull_error(case.ref("1", host=host))
         assert set(_basic_users(case, host)) == {None}
+
+
+@pytest.mark.behavior("AUTH-008", "CHAL-008")
+def test_a_redirect_target_that_challenges_gets_no_credentials(case: Case) -> None:
+    """A blob redirect to another registry that asks for Basic gets nothing (F-03)."""
+    image = case.image()
+    case.push(image, "1", host="basic.test")
+    layer = str(image.layer_descriptors[0]["digest"])
+    # cfg-auth.test challenges with Basic and knows alice: a leaked credential works.
+    case.world.add_fault(
+        Fault(
+            Match(method="GET", path=layer + "$"),
+            Redirect("https://cfg-auth.test{path}"),
+        ),
+        host="basic.test",
+    )
+    with contextlib.suppress(TargetError):
+        case.pull(case.ref("1", host="basic.test"), auth=ALICE)
+    to_target = case.exchanges(host="cfg-auth.test")
+    assert to_target, "the redirect was not followed"
+    assert [ex.auth for ex in to_target if ex.auth is not None] == []
