@@ -189,3 +189,22 @@ def test_a_redirect_target_that_challenges_gets_no_credentials(case: Case) -> No
     to_target = case.exchanges(host="cfg-auth.test")
     assert to_target, "the redirect was not followed"
     assert [ex.auth for ex in to_target if ex.auth is not None] == []
+
+
+@pytest.mark.behavior("CHAL-008")
+def test_authorization_is_not_replayed_to_another_port_of_the_same_host(
+    case: Case,
+) -> None:
+    """A blob redirect to another port on the registry's host carries no Authorization."""
+    registry, other = case.world.any_basic, case.world.extra_http
+    image = case.image()
+    registry.push(image, f"{case.repo}:1")
+    layer = str(image.layer_descriptors[0]["digest"])
+    registry.faults.add(
+        Fault(Match(method="GET", path=layer + "$"), Redirect(other.url + "{path}"))
+    )
+    with contextlib.suppress(TargetError):
+        case.pull(case.ref("1", host=registry.host_port), auth=ALICE)
+    to_other = case.exchanges(host=other.host_port)
+    assert to_other, "the redirect was not followed"
+    assert [ex.auth for ex in to_other if ex.auth is not None] == []
