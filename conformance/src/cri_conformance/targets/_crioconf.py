@@ -125,11 +125,40 @@ def render_registries(setup: RegistrySetup) -> tuple[str, dict[str, str]]:
             f"location = {_q(host)}",
             "insecure = true",
         ]
+    lines += _loopback_catch_all(setup, insecure)
     if setup.headers:
         unsupported["headers"] = "containers/image has no operator request headers"
     if setup.auths:
         unsupported["auths"] = "CRI-O has no deprecated registry.auths table"
     return "\n".join(lines) + "\n", unsupported
+
+
+def _loopback_catch_all(setup: RegistrySetup, insecure: set[str]) -> list[str]:
+    """``127.0.0.1`` insecure for plain-http registries a case starts on a new port.
+
+    containerd speaks http to any loopback registry (EP-004); registries.conf names
+    hosts with their port, so a registry started mid-session would get https.
+    # Deviation: this relies on containers/image matching ``127.0.0.1:5000`` against
+    # the prefix ``127.0.0.1`` (sysregistriesv2 refMatchingPrefix, marked unintended
+    # upstream). Loopback mirror locations not marked insecure get their own secure
+    # entry, which the longer prefix makes win over the catch-all.
+    """
+    if not any(h.startswith("127.0.0.1:") for h in setup.insecure_hosts):
+        return []
+    lines = ["", "[[registry]]", 'location = "127.0.0.1"', "insecure = true"]
+    secure = sorted(
+        {
+            _location(e).location
+            for endpoints in setup.mirrors.values()
+            for e in endpoints
+            if not _location(e).plain_http
+        }
+        - insecure
+    )
+    for location in secure:
+        if location.startswith("127.0.0.1:"):
+            lines += ["", "[[registry]]", f"location = {_q(location)}"]
+    return lines
 
 
 def _auth_entry(spec: AuthSpec) -> dict[str, str] | None:
