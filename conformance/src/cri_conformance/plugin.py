@@ -11,7 +11,9 @@ is off until a suite option is given:
   ``--expectations``, ``--baseline`` or ``--compare-with`` is given: verdicts per
   :mod:`cri_conformance.verdicts` (a failed SHOULD is reported passed with status
   ``N``, a failed MAY with ``I``, an ``unsupported:`` skip with ``U``, a crash with
-  ``C``), known deviations become strict xfails, and ``--report-dir`` gets the report.
+  ``C``), known deviations are matched by their failure signature (see
+  :mod:`cri_conformance.expectations`: the recorded failure is XFAIL, another failure
+  stays FAIL/ERROR with a note, a pass is XPASS), and ``--report-dir`` gets the report.
 
 Options and Hypothesis profiles live in :mod:`cri_conformance.options`, the only
 module below tox.ini that reads environment variables.
@@ -32,8 +34,10 @@ from cri_conformance._signals import interrupt_on_sigterm
 from cri_conformance.catalog import Catalog, CatalogError, family_of, load_catalog
 from cri_conformance.evidence import Evidence, redact
 from cri_conformance.expectations import (
+    Deviation,
     Expectations,
     ExpectationsError,
+    Failure,
     load_expectations,
 )
 from cri_conformance.options import (
@@ -43,10 +47,11 @@ from cri_conformance.options import (
     resolve_options,
 )
 from cri_conformance.report import CaseResult, RunReport, load_baseline, write_reports
-from cri_conformance.targets.base import TargetCrashed
+from cri_conformance.targets.base import TargetCrashed, TargetError
 from cri_conformance.verdicts import (
     Outcome,
     Verdict,
+    fails_run,
     grade,
     is_security_finding,
     strictest,
@@ -66,6 +71,8 @@ _STATUS = {
     Verdict.INFORMATIONAL: ("informational", "I", "INFORMATIONAL"),
     Verdict.UNSUPPORTED: ("unsupported", "U", "UNSUPPORTED"),
     Verdict.CRASH: ("failed", "C", "CRASH"),
+    # Only a teardown that re-grades a provisional XFAIL carries FAIL (not an error).
+    Verdict.FAIL: ("failed", "F", "FAILED"),
 }
 _MAX_TEXT = 20_000
 _BROKEN = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.CRASHED, Outcome.XFAILED})
@@ -73,6 +80,7 @@ _BROKEN = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.CRASHED, Outcome.XFA
 
 OPTIONS_KEY = pytest.StashKey[SuiteOptions]()
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
+_DEVIATION_KEY = pytest.StashKey[Deviation]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -121,6 +129,11 @@ class _Case:
     duration: float = 0.0
     message: str = ""
     extra: Evidence = field(default_factory=Evidence)
+    #: A deviation listed for the case: (its reason, a note when it did not match).
+    expected: str = ""
+    note: str = ""
+    #: A call failure whose evidence signature is checked once the evidence is in.
+    pending: Failure | None = None
 
 
 class _Conformance:
@@ -220,9 +233,7 @@ class _Conformance:
             names = (item.name, getattr(item, "originalname", item.name), item.nodeid)
             deviation = self.expectations.find(names, behavior_ids(item))
             if deviation is not None:
-                item.add_marker(
-                    pytest.mark.xfail(strict=True, reason=deviation.xfail_reason())
-                )
+                item.stash[_DEVIATION_KEY] = deviation
 
     def _drop_out_of_scope(self, items: list[pytest.Item]) -> None:
         """Deselect cases whose every behaviour binds another runtime family.
@@ -269,8 +280,12 @@ class _Conformance:
         report = yield
         case = self._case(item)
         case.duration += report.duration
+        deviation = item.stash.get(_DEVIATION_KEY, None)
+        regraded = deviation is not None and self._match_deviation(
+            item, case, deviation, call, report
+        )
         outcome, reason = _outcome(call, report)
-        if outcome is not None:
+        if outcome is not None and not regraded:
             verdict = grade(case.levels, outcome, skip_reason=reason)
             case.verdicts.append(verdict)
             self._record_phase(case, verdict, outcome, call, report, reason)
@@ -279,6 +294,67 @@ class _Conformance:
         if report.when == "teardown":
             self._finish(item, case, report)
         return report
+
+    def _match_deviation(
+        self,
+        item: pytest.Item,
+        case: _Case,
+        deviation: Deviation,
+        call: pytest.CallInfo[None],
+        report: pytest.TestReport,
+    ) -> bool:
+        """Turn a listed case's call into XFAIL/XPASS when its signature says so.
+
+        Returns:
+            True when this teardown re-graded a provisional XFAIL whose evidence did
+            not match (the phase's verdict is then already recorded).
+        """
+        case.expected = deviation.xfail_reason()
+        if report.when == "teardown" and case.pending is not None:
+            failure, case.pending = case.pending, None
+            evidence = item.stash.get(EVIDENCE_KEY, Evidence())
+            texts = [e.text for e in (*evidence.items, *case.extra.items)]
+            evidence_text = "\n".join([failure.evidence, *texts])
+            if not deviation.signature.matches(
+                Failure(message=failure.message, evidence=evidence_text)
+            ):
+                # The call was shown as XFAIL; grade it as the failure it was.
+                case.note = deviation.mismatch_note()
+                case.verdicts = [v for v in case.verdicts if v is not Verdict.XFAIL] + [
+                    grade(case.levels, Outcome.FAILED)
+                ]
+                if fails_run(case.verdicts[-1]) and not report.failed:
+                    report.outcome = "failed"
+                    report.longrepr = f"{case.note}\n{failure.evidence}"
+                    report.cri_verdict = case.verdicts[-1]  # type: ignore[attr-defined]
+                    return True
+            return False
+        if report.when != "call" or report.skipped:
+            if report.failed:
+                self._mismatch(case, deviation, report)
+            return False
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"[XPASS(strict)] {deviation.xfail_reason()}: the case met the "
+                "catalog statement; remove the entry from the expectations file"
+            )
+            return False
+        failure = _failure(call, report)
+        if deviation.signature.kind == "evidence" and not failure.crashed:
+            # The case's evidence (journal, CRI calls) is complete only at teardown.
+            case.pending = failure
+        elif not deviation.signature.matches(failure):
+            self._mismatch(case, deviation, report)
+            return False
+        report.outcome = "skipped"
+        report.wasxfail = deviation.xfail_reason()
+        return False
+
+    @staticmethod
+    def _mismatch(case: _Case, deviation: Deviation, report: pytest.TestReport) -> None:
+        case.note = deviation.mismatch_note()
+        report.longrepr = f"{case.note}\n{report.longreprtext}"
 
     def _record_phase(
         self,
@@ -328,7 +404,8 @@ class _Conformance:
                 profile=self.options.profile,
                 duration=case.duration,
                 evidence=evidence.items + case.extra.items,
-                message=case.message,
+                message="\n".join(m for m in (case.note, case.message) if m),
+                expected=case.expected,
             )
         )
 
@@ -391,6 +468,26 @@ def _redact_report(report: pytest.TestReport) -> None:
         if clean != text:
             report.longrepr = clean
     report.sections = [(title, redact(body)) for title, body in report.sections]
+
+
+def _failure(call: pytest.CallInfo[None], report: pytest.TestReport) -> Failure:
+    """What a deviation's signature is matched against, for a failed call."""
+    if call.excinfo is None:
+        return Failure(message=report.longreprtext, evidence=report.longreprtext)
+    codes = []
+    seen: BaseException | None = call.excinfo.value
+    for _ in range(10):  # the exception, its cause, the cause's cause …
+        if seen is None:
+            break
+        if isinstance(seen, TargetError):
+            codes.append(seen.code)
+        seen = seen.__cause__ or seen.__context__
+    return Failure(
+        message=call.excinfo.exconly(),
+        codes=tuple(codes),
+        crashed=call.excinfo.errisinstance(TargetCrashed),
+        evidence=report.longreprtext,
+    )
 
 
 def _outcome(

@@ -52,6 +52,8 @@ class CaseResult:
     duration: float = 0.0
     evidence: tuple[EvidenceItem, ...] = ()
     message: str = ""
+    #: The expectations file's reason when the case is a listed deviation.
+    expected: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The case as JSON-ready data, redacted."""
@@ -64,6 +66,7 @@ class CaseResult:
             "profile": self.profile,
             "duration": round(self.duration, 4),
             "message": redact(self.message),
+            "expected": redact(self.expected),
             "evidence": [
                 {"kind": e.kind, "text": redact(e.text)} for e in self.evidence
             ],
