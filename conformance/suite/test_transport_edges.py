@@ -15,7 +15,8 @@ from cri_conformance.scenario import Case
 from cri_conformance.targets.base import TargetError
 from cri_conformance.targets.cri import CRIClient
 from cri_conformance.world import HEADER_NAME, HEADER_VALUE
-from registry_sim.faults import Delay, Fault, Match, Redirect, SetHeader
+from registry_sim.faults import Custom, Delay, Fault, Match, Redirect, SetHeader
+from registry_sim.wire import Request, Response
 
 
 @pytest.mark.behavior("HOST-008")
@@ -80,6 +81,40 @@ def test_empty_quoted_param_ends_challenge_parsing_only_in_the_seed(case: Case) 
     else:
         case.pull_error(case.ref("1", host=host))
         assert server.requests == []
+
+
+@pytest.mark.behavior("CHAL-002")
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param('Basic realm="registry-sim"', id="basic-first"),
+        pytest.param("Negotiate", id="unknown-scheme-first"),
+    ],
+)
+def test_a_bearer_challenge_in_a_later_header_is_answered(
+    case: Case, first: str
+) -> None:
+    """Bearer ranks above Basic, and every WWW-Authenticate header counts (CHAL-002)."""
+    host = case.world.tokens["standard"].registry
+    image = case.image()
+    case.push(image, "1", host=host)
+
+    def two_challenges(request: Request, response: Response) -> Response:
+        bearer = response.headers.get("WWW-Authenticate")
+        if response.status == 401 and bearer:
+            response.headers.remove("WWW-Authenticate")
+            response.headers.add("WWW-Authenticate", first)
+            response.headers.add("WWW-Authenticate", bearer)
+        return response
+
+    case.world.add_fault(
+        Fault(Match(path=f"/{case.repo}/"), Custom(two_challenges)), host=host
+    )
+    alice = {"username": "alice", "password": "alice-secret"}
+    assert case.pull(case.ref("1", host=host), auth=alice) == image.config_digest
+    assert case.world.tokens["standard"].token_server.requests
+    sent = {ex.auth[0] for ex in case.exchanges(host=host) if ex.auth is not None}
+    assert sent == {"bearer"}
 
 
 @pytest.mark.behavior("CHAL-003")
