@@ -95,14 +95,15 @@ def test_every_rendering_redacts_credentials(render: object) -> None:
     assert "[REDACTED]" in text
 
 
-def test_markdown_puts_security_findings_first_then_matrix_cases_coverage() -> None:
+def test_markdown_reads_from_the_top_summary_security_cases_matrix_coverage() -> None:
     text = render_markdown(_report(baseline={}))
     order = [
-        "## Security findings",
+        "- [Summary](#summary)",  # the table of contents
         "## Summary",
+        "## Security findings",
         "## Changes since baseline",
-        "## Behaviour x verdict matrix",
         "## Cases that did not pass",
+        "## Behaviour x verdict matrix",
         "## Coverage",
     ]
     positions = [text.index(heading) for heading in order]
@@ -119,7 +120,8 @@ def test_markdown_escapes_html_and_table_pipes_outside_code_blocks() -> None:
     text = render_markdown(_report())
     prose = "".join(text.split("```")[::2])  # code fences keep text literal anyway
     assert "<script>" not in prose
-    assert "&lt;script&gt;alert('x')&lt;/script&gt; \\| pipe |" in prose
+    assert "\\<script\\>alert('x')\\</script\\> \\| pipe |" in prose
+    assert "&lt;" not in text
 
 
 def test_html_is_self_contained_escaped_and_coloured() -> None:
@@ -128,11 +130,12 @@ def test_html_is_self_contained_escaped_and_coloured() -> None:
     assert "<script" not in page
     assert "&lt;script&gt;" in page
     assert "test_html[&lt;b&gt;]" in page
-    for external in ("<link", " src=", "href=", "@import", "url("):
+    for external in ("<link", " src=", 'href="http', "@import", "url("):
         assert external not in page
     assert 'class="v-FAIL"' in page
     assert 'class="v-NON-STRICT"' in page
     assert page.index("Security findings") < page.index("Behaviour x verdict matrix")
+    assert '<a href="#security-findings">' in page
 
 
 def test_baseline_diff_lists_changed_new_and_gone_cases() -> None:
@@ -151,7 +154,7 @@ def test_baseline_diff_lists_changed_new_and_gone_cases() -> None:
     assert by_id["suite/test_res.py::test_text"].before is None
     assert "suite/test_auth.py::test_leak" not in by_id
     text = render_markdown(_report(baseline=baseline))
-    assert "| suite/test_ref.py::test_ok | FAIL | PASS |" in text
+    assert "| suite/test\\_ref.py::test\\_ok | FAIL | PASS |" in text
     assert "(gone)" in text
     assert "(new)" in text
 
@@ -178,7 +181,54 @@ def test_empty_run_renders_cleanly() -> None:
     report = RunReport(target="cri", profile="containerd-1.6", cases=())
     assert json.loads(render_json(report))["summary"]["total"] == 0
     assert "No cases ran." in render_markdown(report)
-    assert "None: every SECURITY case passed." in render_html(report)
+    assert "this run proves nothing" in render_html(report)
+
+
+def test_a_run_of_errors_proves_nothing_and_shows_no_security_behaviour() -> None:
+    cases = tuple(
+        _case(f"suite/test_x.py::test_{i}", Verdict.ERROR, bid)
+        for i, bid in enumerate(("AUTH-008", "AUTH-009", "REF-001"))
+    ) + (_case("suite/test_x.py::test_u", Verdict.UNSUPPORTED, "AUTH-010"),)
+    report = RunReport(
+        target="containerd", profile="containerd-1.6", cases=cases,
+        catalog=load_catalog(),
+    )  # fmt: skip
+    text = render_markdown(report)
+    assert "This run proves nothing: every one of 4 cases is ERROR or UNSUPPORTED." in (
+        text
+    )
+    assert "Shown to hold (0): none." in text
+    assert "AUTH-008 (ERROR)" in text
+    assert "AUTH-010 (UNSUPPORTED)" in text
+    assert "every SECURITY case passed" not in text
+
+
+def test_security_section_splits_held_failed_and_not_shown() -> None:
+    text = render_markdown(_report())
+    assert "Failed (3): AUTH-008, AUTH-009, S1-004." in text
+    assert "FETCH-004 (no case ran)" in text
+
+
+def test_matrix_counts_a_case_once_however_many_tags_it_has() -> None:
+    cases = (
+        _case(
+            "suite/test_r.py::test_many", Verdict.PASS, "REF-001", "REF-002", "REF-003"
+        ),
+    )
+    report = RunReport(target="reference", profile="seed", cases=cases)
+    assert "| cases |   | 1 cases (3 behaviours" in render_markdown(report)
+
+
+def test_known_deviation_shows_the_expectation_reason_beside_it() -> None:
+    case = _case(
+        "suite/test_s1.py::test_known", Verdict.XFAIL, "S1-004",
+        message="AssertionError: pull of 'x' succeeded",
+        expected="known deviation S1-004: schema1 is never compared with the digest",
+    )  # fmt: skip
+    report = RunReport(target="containerd", profile="containerd-1.6", cases=(case,))
+    text = render_markdown(report)
+    row = next(line for line in text.splitlines() if line.startswith("| S1-004"))
+    assert "schema1 is never compared with the digest" in row
 
 
 @pytest.mark.parametrize(

@@ -67,9 +67,18 @@ class Doc:
 # ---------------------------------------------------------------------------- Markdown
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&#|~])")
+
+
 def _md_escape(text: str) -> str:
-    # Entities keep raw HTML in registry text from rendering on GitHub-style viewers.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # CommonMark backslash escapes: `<hex>` reads as itself in the raw file and in a
+    # viewer, and never becomes HTML (entities showed as `&lt;hex&gt;` in the file).
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _anchor(title: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^a-z0-9 _-]", "", title.lower()).replace(" ", "-")
 
 
 def _md_inline(text: str) -> str:
@@ -94,7 +103,7 @@ def _md_code(text: str) -> str:
 
 def _md_cell(text: str) -> str:
     flat = " ".join(text.split())
-    return _md_escape(flat).replace("|", "\\|") or " "
+    return _md_escape(flat) or " "
 
 
 def _md_block(block: Block) -> str:
@@ -117,6 +126,11 @@ def to_markdown(doc: Doc) -> str:
     """Render *doc* as Markdown."""
     parts = [f"# {_md_escape(doc.title)}"]
     parts += [_md_block(b) for b in doc.intro]
+    parts.append(
+        "\n".join(
+            f"- [{_md_escape(s.title)}](#{_anchor(s.title)})" for s in doc.sections
+        )
+    )
     for section in doc.sections:
         parts.append(f"## {_md_escape(section.title)}")
         parts += [_md_block(b) for b in section.blocks]
@@ -126,10 +140,12 @@ def to_markdown(doc: Doc) -> str:
 # ---------------------------------------------------------------------------- HTML
 
 _CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#1d1d1f;max-width:80em}
+body{font-family:system-ui,sans-serif;margin:1em 2em;color:#1d1d1f;max-width:80em}
+nav ul{columns:2;margin:.4em 0}
 h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.6em 0}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.6em 0;max-width:100%}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;
+overflow-wrap:anywhere;word-break:break-word}
 th{background:#f2f2f2}code{background:#f4f4f4;padding:0 .2em}
 pre{background:#f7f7f7;border:1px solid #ddd;padding:.5em;overflow-x:auto;white-space:pre-wrap}
 details{margin:.3em 0 .8em 1em}summary{cursor:pointer;color:#555}
@@ -189,8 +205,18 @@ def to_html(doc: Doc) -> str:
         f"<h1>{html.escape(doc.title)}</h1>",
     ]
     parts += [_html_block(b) for b in doc.intro]
+    parts.append(
+        "<nav><strong>Contents</strong><ul>"
+        + "".join(
+            f'<li><a href="#{_anchor(s.title)}">{html.escape(s.title)}</a></li>'
+            for s in doc.sections
+        )
+        + "</ul></nav>"
+    )
     for section in doc.sections:
-        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        parts.append(
+            f'<h2 id="{_anchor(section.title)}">{html.escape(section.title)}</h2>'
+        )
         parts += [_html_block(b) for b in section.blocks]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -28,6 +28,7 @@ __all__ = [
     "Change",
     "RunReport",
     "diff_baseline",
+    "headline",
     "load_baseline",
     "render_html",
     "render_json",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 REPORT_FORMAT = "cri-pull-conformance/report-1"
+_EMPTY_EVIDENCE = frozenset({"", "(none)", "(no requests)"})
 _ORDER = tuple(Verdict)
 
 
@@ -178,7 +180,11 @@ def render_json(report: RunReport) -> str:
             "duration": round(report.duration, 3),
             "exit_status": report.exit_status,
         },
-        "summary": {"total": len(report.cases), "verdicts": report.counts()},
+        "summary": {
+            "total": len(report.cases),
+            "verdicts": report.counts(),
+            "headline": headline(report),
+        },
         "security_findings": report.security_findings(),
         "cases": [c.to_json() for c in report.cases],
     }
@@ -210,17 +216,72 @@ def _coverage_data(report: RunReport) -> dict[str, Any]:
     return {"areas": areas, "unexercised_must_security": strict_missing}
 
 
+_SHOWN = frozenset({Verdict.PASS, Verdict.XPASS})
+_BROKEN = frozenset({Verdict.FAIL, Verdict.XFAIL, Verdict.CRASH})
+_NOT_SHOWN = (Verdict.UNSUPPORTED, Verdict.ERROR, Verdict.SKIPPED)
+
+
+def headline(report: RunReport) -> str:
+    """One sentence on what the run proves; it never says more than the cases show."""
+    decided = [c for c in report.cases if c.verdict not in _NOT_SHOWN]
+    if not report.cases:
+        return "No cases ran: this run proves nothing."
+    if not decided:
+        kinds = sorted({str(c.verdict) for c in report.cases})
+        return (
+            f"This run proves nothing: every one of {len(report.cases)} cases is "
+            f"{' or '.join(kinds)}."
+        )
+    held, failed, unshown = _security_status(report)
+    return (
+        f"{len(decided)} of {len(report.cases)} cases reached a verdict. SECURITY "
+        f"behaviours: {len(held)} shown to hold, {len(failed)} failed, "
+        f"{len(unshown)} not shown."
+    )
+
+
+def _security_status(
+    report: RunReport,
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """SECURITY behaviours: shown to hold, failed, not shown (with why)."""
+    verdicts: dict[str, set[Verdict]] = {}
+    for case in report.cases:
+        for bid in case.behaviors:
+            entry = report.catalog.get(bid) if report.catalog else None
+            level = entry.level if entry else case.level
+            if level == "SECURITY":
+                verdicts.setdefault(bid, set()).add(case.verdict)
+    if report.catalog is not None:
+        for b in report.catalog:
+            if b.level == "SECURITY":
+                verdicts.setdefault(b.id, set())
+    held, failed, unshown = [], [], {}
+    for bid in sorted(verdicts):
+        seen = verdicts[bid]
+        if seen & _BROKEN:
+            failed.append(bid)
+        elif seen and seen <= _SHOWN:
+            held.append(bid)  # every case of it passed: nothing left unshown
+        else:
+            why = "/".join(str(v) for v in _NOT_SHOWN if v in seen) or "no case ran"
+            if seen & _SHOWN:
+                why = f"partly: {why}"
+            unshown[bid] = why
+    return held, failed, unshown
+
+
 def _document(report: RunReport) -> Doc:
     title = f"CRI pull conformance: {report.target} ({report.profile})"
     intro = Para(
-        f"Target `{report.target}`, profile `{report.profile}`, {len(report.cases)} cases"
+        f"**{headline(report)}** Target `{report.target}`, profile "
+        f"`{report.profile}`, {len(report.cases)} cases"
         + (f", started {report.started}" if report.started else "")
         + f", {report.duration:.1f} s."
     )
-    sections = [_security_section(report), _summary_section(report)]
+    sections = [_summary_section(report), _security_section(report)]
     if report.baseline is not None:
         sections.append(_changes_section(report))
-    sections += [_matrix_section(report), _details_section(report)]
+    sections += [_details_section(report), _matrix_section(report)]
     if report.catalog is not None:
         sections.append(_coverage_section(report))
     return Doc(title=title, intro=(intro,), sections=tuple(sections))
@@ -228,10 +289,19 @@ def _document(report: RunReport) -> Doc:
 
 def _security_section(report: RunReport) -> Section:
     findings = report.security_findings()
+    held, failed, unshown = _security_status(report)
+    status = (
+        Para(f"Shown to hold ({len(held)}): " + (", ".join(held) or "none") + "."),
+        Para(f"Failed ({len(failed)}): " + (", ".join(failed) or "none") + "."),
+        Para(
+            f"Not shown ({len(unshown)}): "
+            + (", ".join(f"{b} ({w})" for b, w in unshown.items()) or "none")
+            + "."
+        ),
+    )
     if not findings:
-        return Section(
-            "Security findings", (Para("None: every SECURITY case passed."),)
-        )
+        return Section("Security findings", (*status, Para("No case failed.")))
+    expected = {c.nodeid: c.expected for c in report.cases}
     rows = []
     for f in findings:
         ids = ", ".join(f["behaviors"])
@@ -240,9 +310,10 @@ def _security_section(report: RunReport) -> Section:
             title = "; ".join(
                 b.title for i in f["behaviors"] if (b := report.catalog.get(i))
             )
-        rows.append((ids, title, f["verdict"], f["nodeid"], _brief(f["message"])))
-    header = ("behaviour", "title", "verdict", "case", "message (full evidence below)")
-    return Section("Security findings", (Table(header, tuple(rows)),))
+        why = expected.get(f["nodeid"]) or _brief(f["message"])
+        rows.append((ids, title, f["verdict"], f["nodeid"], why))
+    header = ("behaviour", "title", "verdict", "case", "reason (evidence below)")
+    return Section("Security findings", (*status, Table(header, tuple(rows))))
 
 
 def _brief(message: str, limit: int = 200) -> str:
@@ -288,14 +359,17 @@ def _matrix_section(report: RunReport) -> Section:
             level, title = (entry.level, entry.title) if entry else ("", "")
             counts = per_behavior[bid]
             rows.append((bid, level, title, *(str(counts.get(v, "")) for v in used)))
-        total = Counter[str]()
-        for bid in ids:
-            total.update(per_behavior[bid])
+        total = Counter(
+            str(c.verdict)
+            for c in report.cases
+            if any(_area_of(b) == area for b in c.behaviors or ("(untagged)",))
+        )
         rows.append(
             (
-                "total",
+                "cases",
                 "",
-                f"{len(ids)} behaviours",
+                f"{sum(total.values())} cases ({len(ids)} behaviours; a case with "
+                "several tags counts once here)",
                 *(str(total.get(v, "")) for v in used),
             )
         )
@@ -315,9 +389,17 @@ def _details_section(report: RunReport) -> Section:
             continue
         ids = ", ".join(case.behaviors) or "untagged"
         blocks.append(Para(f"**{case.verdict}** `{case.nodeid}` ({ids}, {case.level})"))
+        if case.expected:
+            blocks.append(Para("Expected: " + case.expected))
         if case.message:
             blocks.append(Pre(redact(case.message), label="message"))
-        blocks += [Pre(redact(e.text), label=e.kind) for e in case.evidence]
+        if case.verdict in (Verdict.SKIPPED, Verdict.UNSUPPORTED):
+            continue  # nothing ran: no evidence to show
+        blocks += [
+            Pre(redact(e.text), label=e.kind)
+            for e in case.evidence
+            if e.text.strip() not in _EMPTY_EVIDENCE
+        ]
     return Section(
         "Cases that did not pass", tuple(blocks) or (Para("Every case passed."),)
     )
