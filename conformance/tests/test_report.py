@@ -185,10 +185,11 @@ def test_empty_run_renders_cleanly() -> None:
 
 
 def test_a_run_of_errors_proves_nothing_and_shows_no_security_behaviour() -> None:
-    cases = tuple(
+    errors = [
         _case(f"suite/test_x.py::test_{i}", Verdict.ERROR, bid)
         for i, bid in enumerate(("AUTH-008", "AUTH-009", "REF-001"))
-    ) + (_case("suite/test_x.py::test_u", Verdict.UNSUPPORTED, "AUTH-010"),)
+    ]
+    cases = (*errors, _case("suite/test_x.py::test_u", Verdict.UNSUPPORTED, "AUTH-010"))
     report = RunReport(
         target="containerd", profile="containerd-1.6", cases=cases,
         catalog=load_catalog(),
