@@ -117,6 +117,18 @@ def test_a_bearer_challenge_in_a_later_header_is_answered(
     assert sent == {"bearer"}
 
 
+@pytest.mark.behavior("CHAL-005")
+def test_a_first_challenge_carrying_error_is_not_a_rejection(case: Case) -> None:
+    """``error=`` on the first 401 (before any token was sent) is answered, not fatal."""
+    host = case.world.tokens["standard"].registry
+    image = case.image()
+    case.push(image, "1", host=host)
+    scope = f"repository:{case.repo}:pull"
+    _challenge(case, host, f'service="{host}",scope="{scope}",error="invalid_token"')
+    assert case.pull(case.ref("1", host=host)) == image.config_digest
+    assert case.world.tokens["standard"].token_server.requests
+
+
 @pytest.mark.behavior("CHAL-003")
 def test_bearer_challenge_without_realm_fails_the_pull(case: Case) -> None:
     """A Bearer challenge with no realm cannot be answered: the pull fails."""
