@@ -446,3 +446,33 @@ def write_reports(report: RunReport, directory: Path | str) -> Sequence[Path]:
         path.write_text(render(report), encoding="utf-8")
         written.append(path)
     return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m cri_conformance.report merge REPORT.json... --out DIR``.
+
+    Returns:
+        0 when the matrix was written, 2 on a bad report file.
+    """
+    import argparse
+    import sys
+
+    from cri_conformance.matrix import write_matrix
+
+    parser = argparse.ArgumentParser(prog="python -m cri_conformance.report")
+    sub = parser.add_subparsers(dest="command", required=True)
+    merge = sub.add_parser("merge", help="merge report.json files into one matrix")
+    merge.add_argument("reports", nargs="+", type=Path)
+    merge.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        written = write_matrix(args.reports, args.out)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"cannot merge: {exc}\n")
+        return 2
+    sys.stdout.write("".join(f"wrote {p}\n" for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
