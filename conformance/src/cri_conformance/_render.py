@@ -145,7 +145,8 @@ nav ul{columns:2;margin:.4em 0}
 h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em}
 table{border-collapse:collapse;margin:.6em 0;max-width:100%}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;
-overflow-wrap:anywhere;word-break:break-word}
+overflow-wrap:anywhere}
+th,td:first-child,td[class^="v-"]{white-space:nowrap;overflow-wrap:normal}
 th{background:#f2f2f2}code{background:#f4f4f4;padding:0 .2em}
 pre{background:#f7f7f7;border:1px solid #ddd;padding:.5em;overflow-x:auto;white-space:pre-wrap}
 details{margin:.3em 0 .8em 1em}summary{cursor:pointer;color:#555}
