@@ -24,6 +24,7 @@ from cri_conformance.catalog import (
     main,
 )
 from cri_conformance.coverage import compute_coverage, scan_file
+from cri_conformance.coverage import main as gate_main
 from refpull.profiles import Profile
 
 # behaviors.md §20: the count per area (137), plus the project's own: PULL-012..015
@@ -243,19 +244,19 @@ def test_gate_fails_on_uncovered_strict_behaviours_and_unknown_ids(
     (suite / "test_all.py").write_text(
         f"import pytest\n\n@pytest.mark.behavior({ids})\ndef test_all():\n    pass\n"
     )
-    assert main(["gate", "--suite", str(suite)]) == 0
+    assert gate_main(["gate", "--suite", str(suite)]) == 0
     assert "Uncovered MUST/SECURITY behaviours (0)" in capsys.readouterr().out
 
     (suite / "test_more.py").write_text(
         "import pytest\n\n@pytest.mark.behavior('NOPE-001')\ndef test_x():\n    pass\n"
     )
-    assert main(["gate", "--suite", str(suite)]) == 1
+    assert gate_main(["gate", "--suite", str(suite)]) == 1
     assert "NOPE-001" in capsys.readouterr().out
 
     (suite / "test_all.py").unlink()
     (suite / "test_more.py").unlink()
-    assert main(["gate", "--suite", str(suite)]) == 1
-    assert main(["coverage", "--suite", str(suite)]) == 0
+    assert gate_main(["gate", "--suite", str(suite)]) == 1
+    assert gate_main(["coverage", "--suite", str(suite)]) == 0
     coverage = compute_coverage(CATALOG, suite=[suite])
     assert set(coverage.uncovered()) == set(strict)
 

@@ -9,19 +9,28 @@ the test dependencies and never executes test code. A tag is found in:
 * ``pytest.param(..., marks=pytest.mark.behavior(...), id="...")``, inline in a
   ``parametrize`` decorator or in a module-level table the decorator names.
 
-Only string literals count; any other argument is reported as a dynamic tag.
+Only string literals count; any other argument is reported as a dynamic tag. The
+command line of the gate (``lint`` first, then the tags)::
+
+    python -m cri_conformance.coverage gate --suite conformance/suite --tests reference/tests
+    python -m cri_conformance.coverage coverage --suite conformance/suite --tests ...
+
+``gate`` exits 1 when a MUST or SECURITY behaviour has no tagged test, when a tag names
+an unknown ID, or when the catalog does not lint.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cri_conformance.catalog import AREAS, Catalog
+from cri_conformance.catalog import AREAS, Catalog, lint_catalog
 
-__all__ = ["Coverage", "Tag", "compute_coverage", "scan_file", "scan_paths"]
+__all__ = ["Coverage", "Tag", "compute_coverage", "main", "scan_file", "scan_paths"]
 
 _STRICT_LEVELS = ("MUST", "SECURITY")
 _LEVELS = ("SECURITY", "MUST", "SHOULD", "MAY")
@@ -281,3 +290,38 @@ def compute_coverage(
         tags=tuple(suite_tags + test_tags),
         dynamic=tuple(suite_dyn + test_dyn),
     )
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the gate command line (``gate`` or ``coverage``), after the catalog lint.
+
+    Returns:
+        0 on success, 1 when the lint or the gate fails.
+    """
+    parser = argparse.ArgumentParser(prog="python -m cri_conformance.coverage")
+    parser.add_argument("--fixtures", type=Path, help="fixtures directory to use")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in ("gate", "coverage"):
+        cmd = sub.add_parser(command, help=f"{command}: behaviours vs tagged tests")
+        cmd.add_argument("--suite", type=Path, action="append", default=[])
+        cmd.add_argument("--tests", type=Path, action="append", default=[])
+    args = parser.parse_args(argv)
+    problems = lint_catalog(args.fixtures)
+    if problems:
+        _write("catalog lint failed:\n  " + "\n  ".join(problems))
+        return 1
+    catalog = Catalog.load(args.fixtures)
+    coverage = compute_coverage(catalog, suite=args.suite, tests=args.tests)
+    _write(coverage.render())
+    if args.command == "gate" and not coverage.gate_passes:
+        _write("coverage gate FAILED")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
