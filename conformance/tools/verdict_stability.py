@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     if not any(not a.startswith("-") and Path(a).exists() for a in pytest_args):
         pytest_args.insert(0, "conformance/suite")
     args.out.mkdir(parents=True, exist_ok=True)
+    # SIGTERM unwinds through the finally below, so the burners always stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     burners = _start_burners(args.burners or round(args.load), args.nice)
     runs: list[dict[str, str]] = []
     try:
