@@ -65,7 +65,7 @@ def test_loopback_registry_is_contacted_over_plain_http_without_proxy(
     assert all(ex.scheme == "http" and ex.proxied_via is None for ex in exchanges)
 
 
-@pytest.mark.behavior("EP-005", "REF-001", "XPORT-001")
+@pytest.mark.behavior("EP-005", "REF-001", "XPORT-001", "HOST-007")
 def test_docker_hub_names_are_fetched_from_registry_1_docker_io(case: Case) -> None:
     """``docker.io`` maps to ``registry-1.docker.io`` over https via the proxy."""
     name = case.repo.replace("/", "-")
@@ -77,6 +77,8 @@ def test_docker_hub_names_are_fetched_from_registry_1_docker_io(case: Case) -> N
     assert hub
     assert {ex.host for ex in hub} == {"registry-1.docker.io"}
     assert all(ex.scheme == "https" and ex.proxied_via for ex in hub)
+    # Docker Hub's own API host is not a mirror of docker.io: no ?ns= (HOST-007).
+    assert all("ns=" not in ex.query for ex in hub)
     case.pulled.append(f"docker.io/library/{name}:1")
 
 
