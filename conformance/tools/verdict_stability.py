@@ -10,8 +10,8 @@ case whose verdict differed between runs. Exit status 0: identical verdicts.
     python conformance/tools/verdict_stability.py --runs 3 --load 10 \\
         --out /tmp/stability -- --target reference --profile seed
 
-Everything after ``--`` goes to pytest (``conformance/suite`` is added when no path is
-given). The burners and the suite run at the same niceness (``--nice``), so the suite
+Everything after ``--`` goes to pytest, after the suite path (``--suite``, default
+``conformance/suite``). The burners and the suite run at the same niceness (``--nice``), so the suite
 competes with them for the CPU as it would on a loaded CI machine.
 """
 
@@ -98,11 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burners", type=int, help="busy processes (default: --load)")
     parser.add_argument("--nice", type=int, default=10)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--suite", type=Path, default=Path("conformance/suite"))
     parser.add_argument("pytest_args", nargs="*")
     args = parser.parse_args(argv)
-    pytest_args = list(args.pytest_args)
-    if not any(not a.startswith("-") and Path(a).exists() for a in pytest_args):
-        pytest_args.insert(0, "conformance/suite")
+    pytest_args = [str(args.suite), *args.pytest_args]
     args.out.mkdir(parents=True, exist_ok=True)
     # SIGTERM unwinds through the finally below, so the burners always stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
