@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cri_conformance.scenario import Case
+from cri_conformance.scenario import DEADLINE_CODES, Case
 from cri_conformance.targets.base import TargetError
 from cri_conformance.targets.cri import CRIClient
 from refpull.budget import Cancel
@@ -117,7 +117,8 @@ def test_a_pull_whose_caller_gave_up_stops_and_lists_nothing(case: Case) -> None
     host = case.world.sim.host_port
     with ThreadPoolExecutor(max_workers=len(repos)) as pool:
         codes = list(pool.map(pull, [f"{host}/{repo}:1" for repo in repos]))
-    assert codes == ["DEADLINE_EXCEEDED"] * len(repos)
+    # Every call ended at its deadline (either code: see DEADLINE_CODES).
+    assert set(codes) <= DEADLINE_CODES, codes
     ended = time.monotonic()
     assert case.world.sim.server.quiesce(timeout=_SETTLE_S), (
         f"{_SETTLE_S:g} s after the callers' deadlines the runtime is still "
@@ -168,7 +169,7 @@ def test_other_calls_answer_while_trickled_pulls_run(case: Case) -> None:
     assert not {f"{host}/{repo}:1" for repo in repos} & listed
     # The stalled pulls fail at their deadline (or are refused outright, a bound on
     # concurrent pulls); none of them produced an image.
-    assert set(codes) <= {"DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
+    assert set(codes) <= DEADLINE_CODES | {"RESOURCE_EXHAUSTED"}, codes
     case.world.sim.server.quiesce(timeout=_SETTLE_S)
     for repo in repos:
         assert case.status(f"{host}/{repo}:1") is None

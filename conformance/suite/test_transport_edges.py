@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from cri_conformance.scenario import Case
+from cri_conformance.scenario import DEADLINE_CODES, Case
 from cri_conformance.targets.base import TargetError
 from cri_conformance.targets.cri import CRIClient
 from cri_conformance.world import HEADER_NAME, HEADER_VALUE
@@ -183,7 +183,8 @@ def test_a_silent_registry_stalls_the_pull_until_the_callers_deadline(
     case: Case,
 ) -> None:
     """No response timeout: a registry that answers nothing holds the pull until the
-    CRI caller's deadline expires (DEADLINE_EXCEEDED), not a runtime error (F-24)."""
+    CRI caller's deadline expires (DEADLINE_EXCEEDED, or CANCELLED when the runtime
+    notices first), not a runtime error (F-24)."""
     client = getattr(case.target, "client", None)
     if not isinstance(client, CRIClient):
         pytest.skip("unsupported: a call deadline needs a CRI endpoint")
@@ -194,7 +195,7 @@ def test_a_silent_registry_stalls_the_pull_until_the_callers_deadline(
     try:
         with pytest.raises(TargetError) as raised:
             impatient.pull(case.ref("1"))
-        assert raised.value.code == "DEADLINE_EXCEEDED"
+        assert raised.value.code in DEADLINE_CODES, raised.value
     finally:
         impatient.close()
         time.sleep(3)  # let the abandoned pull finish before cleaning up

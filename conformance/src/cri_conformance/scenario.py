@@ -21,7 +21,13 @@ from cri_conformance.world import World
 from registry_sim.images import Config, Image, Layer
 from registry_sim.journal import Exchange
 
-__all__ = ["Case", "case_repo"]
+__all__ = ["DEADLINE_CODES", "Case", "case_repo"]
+
+#: How a caller sees a call that ended at its own deadline. gRPC's client timer gives
+#: DEADLINE_EXCEEDED; a runtime whose handler notices the expired context first may
+#: answer CANCELLED (``context canceled``) a moment before it. Which one arrives is a
+#: race on the wire (seen on containerd 2.3.4 and CRI-O 1.36.3), not a behaviour.
+DEADLINE_CODES = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})
 
 
 #: The containerd line, oldest first: what a generation introduced holds in the later
