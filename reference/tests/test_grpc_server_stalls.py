@@ -28,6 +28,7 @@ from refpull.config import parse_config
 from refpull.grpc_server import CRIServer, SocketInUse
 from refpull.profiles import CONTAINERD_16, SEED, Profile
 from refpull.service import ImageService, ServiceError
+from refpull.unpack import SnapshotStore
 from registry_sim.faults import Drip, Fault, Match
 from registry_sim.images import Config, Image, Layer
 from registry_sim.sim import RegistrySim
@@ -322,3 +323,15 @@ def test_state_directories_and_records_ignore_a_umask_of_0(tmp_path: Path) -> No
     assert mode(root / "snapshots") == 0o711
     assert mode(root / "snapshots" / "snapshots") == 0o711
     assert mode(root / "metadata.db") == 0o600
+
+
+def test_a_snapshot_directory_ignores_a_umask_of_0(tmp_path: Path) -> None:
+    snapshots = SnapshotStore(tmp_path / "root")
+    old = os.umask(0)
+    try:
+        prepared = snapshots.prepare(None)
+    finally:
+        os.umask(old)
+    # Committed by rename, so its mode is the published snapshot's.
+    assert stat.S_IMODE(prepared.stat().st_mode) == 0o711
+    assert stat.S_IMODE((prepared / "fs").stat().st_mode) == 0o755

@@ -103,11 +103,15 @@ class SnapshotStore:
     def prepare(self, parent: str | None) -> Path:
         """Create a temporary snapshot directory holding *parent*'s tree (linked)."""
         tmp = self.root / "snapshots" / f"tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
+        # Published by rename, so this is the snapshot's mode: never the umask's
+        # (issue 12, finding 5); a container's uid must traverse to its rootfs.
+        tmp.mkdir(0o700)
+        os.chmod(tmp, 0o711)
         if parent:
             link_tree(self.path(parent), tmp / "fs")
         else:
-            (tmp / "fs").mkdir(0o755)
+            (tmp / "fs").mkdir(0o700)
+            os.chmod(tmp / "fs", 0o755)
         return tmp
 
     def commit(self, tmp: Path, chain_id: str, notes: Sequence[str] = ()) -> None:
