@@ -14,8 +14,7 @@ import pytest
 
 from cri_conformance.scenario import Case
 from cri_conformance.targets.base import TargetError
-from registry_sim.faults import Custom, Fault, Match
-from registry_sim.wire import Headers, Request, Response
+from registry_sim.faults import BearerChallenge, Fault, Match
 
 ALICE = {"username": "alice", "password": "alice-secret"}
 
@@ -89,19 +88,6 @@ def test_tag_is_resolved_by_one_get_without_head(case: Case) -> None:
     assert manifest[0].path.endswith("/manifests/1")
 
 
-def _bearer_for_repository(realm: str, service: str, repo: str) -> Custom:
-    """401 with a Bearer challenge on the repository until a token is presented."""
-
-    def answer(request: Request, response: Response) -> Response:
-        if request.headers.get("Authorization"):
-            return response
-        scope = f"repository:{repo}:pull"
-        challenge = f'Bearer realm="{realm}",service="{service}",scope="{scope}"'
-        return Response(401, Headers.of({"WWW-Authenticate": challenge}), b"{}")
-
-    return Custom(answer)
-
-
 @pytest.mark.behavior("CRIO-005")
 def test_challenge_only_on_the_repository_gets_no_token_request(case: Case) -> None:
     """An open /v2/ ping, then 401 on the repository: the pull fails, no token asked."""
@@ -111,7 +97,7 @@ def test_challenge_only_on_the_repository_gets_no_token_request(case: Case) -> N
     case.world.add_fault(
         Fault(
             Match(path=f"/v2/{case.repo}/"),
-            _bearer_for_repository(realm, host.registry, case.repo),
+            BearerChallenge(realm, host.registry, case.repo),
         )
     )
     case.push(case.image(), "1")

@@ -21,7 +21,7 @@ import pytest
 
 from cri_conformance.scenario import Case
 from cri_conformance.targets.base import TargetError
-from registry_sim.faults import Custom, Fault, Match
+from registry_sim.faults import BearerChallenge, Custom, Fault, Match
 from registry_sim.hostile import (
     BombCompression,
     Entry,
@@ -155,19 +155,6 @@ def _bomb(name: str) -> Layer:
 ALICE = {"username": "alice", "password": "alice-secret"}
 
 
-def _challenge_unless_authorized(realm: str, service: str, repo: str) -> Custom:
-    """401 with a Bearer challenge naming *realm* until a token is presented."""
-
-    def answer(request: Request, response: Response) -> Response:
-        if request.headers.get("Authorization"):
-            return response
-        scope = f"repository:{repo}:pull"
-        challenge = f'Bearer realm="{realm}",service="{service}",scope="{scope}"'
-        return Response(401, Headers.of({"WWW-Authenticate": challenge}), b"{}")
-
-    return Custom(answer)
-
-
 @pytest.mark.behavior("AUTH-010")
 def test_a_plain_http_registry_cannot_lure_credentials_to_a_plain_http_realm(
     case: Case,
@@ -176,7 +163,7 @@ def test_a_plain_http_registry_cannot_lure_credentials_to_a_plain_http_realm(
     the password must not travel there in clear text (anonymous token requests are
     fine, so is refusing the pull)."""
     server = case.world.tokens["plain-realm"].token_server
-    challenge = _challenge_unless_authorized(
+    challenge = BearerChallenge(
         "http://plain-auth.test/token", "plainrealm.test", case.repo
     )
     case.world.add_fault(Fault(Match(path=f"/v2/{case.repo}/"), challenge))
@@ -246,7 +233,7 @@ def test_a_token_response_of_48_mib_is_not_used(case: Case) -> None:
     usable token plus padding): a bounded runtime gives up on it and the pull fails;
     one that reads it whole gets the token and pulls."""
     realm = f"http://{case.world.sim.host_port}/token/{case.repo}/t"
-    challenge = _challenge_unless_authorized(realm, "hostile", case.repo)
+    challenge = BearerChallenge(realm, "hostile", case.repo)
     huge = Fault(Match(path=f"^/token/{case.repo}/t$"), _huge_token(48 << 20))
     case.world.add_fault(huge)
     case.world.add_fault(Fault(Match(path=f"^/v2/{case.repo}/"), challenge))

@@ -227,6 +227,30 @@ class Custom:
         return self.fn(request, response)
 
 
+@dataclass(frozen=True)
+class BearerChallenge:
+    """Answer 401 with a Bearer challenge naming ``realm`` until a request carries
+    any ``Authorization``; then pass the response through.
+
+    The challenge is the one a token-auth registry sends (``realm``, ``service``,
+    ``scope="repository:<repo>:pull"``); where the realm points is the test's choice,
+    which is how a hostile registry lures credentials to a realm of its own.
+    """
+
+    realm: str
+    service: str
+    repo: str
+
+    def apply(self, request: Request, response: Response) -> Response:
+        if request.headers.get("Authorization"):
+            return response
+        scope = f"repository:{self.repo}:pull"
+        challenge = (
+            f'Bearer realm="{self.realm}",service="{self.service}",scope="{scope}"'
+        )
+        return Response(401, Headers.of({"WWW-Authenticate": challenge}), b"{}")
+
+
 # -- transport-level actions (played by server.py) ---------------------------------
 
 

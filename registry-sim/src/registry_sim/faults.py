@@ -28,6 +28,7 @@ from typing import Any
 from registry_sim._fault_actions import (
     ACTION_TYPES,
     Action,
+    BearerChallenge,
     CorruptBody,
     Custom,
     Delay,
@@ -47,6 +48,7 @@ from registry_sim.wire import Request, Response
 
 __all__ = [
     "Action",
+    "BearerChallenge",
     "CorruptBody",
     "Custom",
     "Delay",
