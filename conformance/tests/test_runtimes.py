@@ -101,6 +101,25 @@ def test_a_cached_build_is_found_without_its_archive(
     assert find_cached(changed, cache) is None
 
 
+def test_an_edit_deep_in_a_checkout_rebuilds_it(
+    tmp_path: Path, fake_go: tuple[str, Path]
+) -> None:
+    go, log = fake_go
+    recipe = get_recipe("containerd-2.3.4")
+    checkout = tmp_path / "checkout"
+    main_go = checkout / "cmd" / "containerd" / "main.go"
+    main_go.parent.mkdir(parents=True)
+    main_go.write_text("package main\n")
+    cache = tmp_path / "cache"
+    first = build(recipe, source=checkout, cache_dir=cache, go=go, progress=_quiet)
+    assert build(recipe, source=checkout, cache_dir=cache, go=go).cached
+    main_go.write_text("package main // edited\n")
+    again = build(recipe, source=checkout, cache_dir=cache, go=go, progress=_quiet)
+    assert not again.cached
+    assert again.directory != first.directory
+    assert log.read_text().count("build -tags") == 2
+
+
 def test_a_failed_build_leaves_no_cache_entry(
     tmp_path: Path, fake_go: tuple[str, Path]
 ) -> None:

@@ -10,6 +10,7 @@ environments); the build never reaches a network: ``GOPROXY=off``, ``GOFLAGS=-mo
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -72,6 +73,25 @@ def _sha256(path: Path) -> str:
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def _checkout_digest(source: Path) -> str:
+    """Key a checkout by its path and each file's name, size and mtime.
+
+    A directory's own mtime changes only when entries come or go, so an edit deep in
+    the tree would otherwise reuse the old build.
+    """
+    h = hashlib.sha256(str(source.resolve()).encode())
+    for directory, dirs, files in os.walk(source):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in sorted(files):
+            path = Path(directory, name)
+            with contextlib.suppress(OSError):
+                st = path.lstat()
+                h.update(
+                    f"{path.relative_to(source)}:{st.st_size}:{st.st_mtime_ns}\n".encode()
+                )
     return h.hexdigest()
 
 
@@ -196,7 +216,8 @@ def build(
     """Build *recipe* (or reuse the cached build) and return where it is.
 
     *upstream* is a directory holding ``recipe.archive``; *source* instead is an
-    unpacked checkout (keyed by its path and mtime, so an edited checkout rebuilds).
+    unpacked checkout (keyed by its path and every file's size and mtime, so an edit
+    anywhere in it rebuilds).
     *go* names the Go tool (default: beside the interpreter, then ``PATH``).
 
     Raises:
@@ -209,9 +230,7 @@ def build(
             raise BuildError(
                 f"{source} is not a {recipe.name} checkout (no {recipe.main})"
             )
-        digest = hashlib.sha256(
-            f"{source.resolve()}:{source.stat().st_mtime_ns}".encode()
-        ).hexdigest()
+        digest = _checkout_digest(source)
         archive = None
     else:
         if upstream is None:
