@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -118,6 +119,23 @@ def test_an_edit_deep_in_a_checkout_rebuilds_it(
     assert not again.cached
     assert again.directory != first.directory
     assert log.read_text().count("build -tags") == 2
+
+
+def test_an_entry_from_before_recipe_keys_is_stamped_when_reused(
+    tmp_path: Path, fake_go: tuple[str, Path]
+) -> None:
+    go, _ = fake_go
+    recipe = get_recipe("containerd-1.7.34")
+    _archive(tmp_path / recipe.archive, "containerd-1.7.34")
+    cache = tmp_path / "cache"
+    built = build(recipe, upstream=tmp_path, cache_dir=cache, go=go, progress=_quiet)
+    meta = built.directory / "build.json"
+    old = json.loads(meta.read_text())
+    del old["recipe"]
+    meta.write_text(json.dumps(old))
+    assert find_cached(recipe, cache) is None
+    build(recipe, upstream=tmp_path, cache_dir=cache, go=go, progress=_quiet)
+    assert find_cached(recipe, cache) == dataclasses.replace(built, cached=True)
 
 
 def test_a_failed_build_leaves_no_cache_entry(

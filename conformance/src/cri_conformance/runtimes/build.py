@@ -99,6 +99,20 @@ def _recipe_key(recipe: Recipe) -> str:
     return hashlib.sha256(f"{recipe!r}:{RECIPE_REVISION}".encode()).hexdigest()[:16]
 
 
+def _record_recipe(meta: Path, recipe: Recipe) -> None:
+    """Stamp the recipe key on an entry built before builds recorded it.
+
+    The entry's name already proves the recipe (it is part of the key), so a reuse
+    through its archive makes it findable without the archive later on.
+    """
+    data = json.loads(meta.read_text())
+    if data.get("recipe") != _recipe_key(recipe):
+        data["recipe"] = _recipe_key(recipe)
+        tmp = meta.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(meta)
+
+
 def find_cached(recipe: Recipe, cache_dir: Path | None = None) -> Built | None:
     """The newest finished build of *recipe* (as it is now) in the cache, if any.
 
@@ -269,6 +283,7 @@ def _build_locked(
 ) -> Built:
     binary = entry / "bin" / recipe.binary
     if (entry / "build.json").is_file() and binary.is_file():
+        _record_recipe(entry / "build.json", recipe)
         return Built(recipe.name, entry, binary, cached=True)
     go = find_go if isinstance(find_go, str) else find_go()
     work = Path(tempfile.mkdtemp(prefix=f".{recipe.name}-", dir=cache_dir))
