@@ -2,7 +2,9 @@
 
 The world (registries, proxy, CA) and the target are session-scoped because a runtime
 is configured once; each test gets a fresh repository, a reset journal and its own
-images (STYLE.md point 14).
+images (STYLE.md point 14). Cases that need registry settings the session must not
+have (a ``*`` mirror reroutes every other case) use ``configured_case``: a second
+target of the same kind with the session's setup plus the module's ``extra_setup``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from cri_conformance.catalog import family_of
 from cri_conformance.evidence import Evidence
 from cri_conformance.options import SuiteOptions
 from cri_conformance.scenario import Case, case_repo
-from cri_conformance.targets.base import Target
+from cri_conformance.targets.base import RegistrySetup, Target
 from cri_conformance.targets.factory import make_target
 from cri_conformance.world import World
 
@@ -70,17 +72,15 @@ def profile(suite_options: SuiteOptions) -> str:
     return suite_options.profile
 
 
-@pytest.fixture(scope="session")
-def target(
-    suite_options: SuiteOptions,
-    world: World,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Target]:
-    t = make_target(
+def _make_session_kind(
+    suite_options: SuiteOptions, world: World, workdir: Path, setup: RegistrySetup
+) -> Target:
+    """A target of the kind the session grades (``--target`` and its options)."""
+    return make_target(
         suite_options.target,
         profile=suite_options.profile,
-        workdir=tmp_path_factory.mktemp("target"),
-        setup=world.setup(),
+        workdir=workdir,
+        setup=setup,
         environment=world.environment(),
         cri_endpoint=suite_options.cri_endpoint,
         cri_api=suite_options.cri_api,
@@ -90,12 +90,129 @@ def target(
         containerd_generation=suite_options.containerd_generation,
         registry_config_style=suite_options.registry_config_style,
     )
+
+
+@pytest.fixture(scope="session")
+def target(
+    suite_options: SuiteOptions,
+    world: World,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Target]:
+    t = _make_session_kind(
+        suite_options, world, tmp_path_factory.mktemp("target"), world.setup()
+    )
     yield t
     t.close()
 
 
 @pytest.fixture
 def case(
+    request: pytest.FixtureRequest,
+    world: World,
+    target: Target,
+    profile: str,
+    evidence: Evidence,
+) -> Iterator[Case]:
+    yield from _case_on(request, world, target, profile, evidence)
+
+
+# -- cases on a target with extra registry settings ----------------------------------
+@pytest.fixture
+def extra_setup() -> RegistrySetup:
+    """The registry settings ``configured_case`` adds to the world's: none here.
+
+    Override it in a test module or class (any scope; it may use ``world``) with the
+    ``RegistrySetup`` its cases need, e.g.::
+
+        @pytest.fixture
+        def extra_setup(world: World) -> RegistrySetup:
+            return RegistrySetup(mirrors={"*": ["https://mirror-a.test"]})
+
+    and take ``configured_case`` instead of ``case``.
+    """
+    return RegistrySetup()
+
+
+class _ConfiguredTargets:
+    """At most one extra target alive, of the session's kind, keyed by its setup.
+
+    Cases of one module (or class) share one ``extra_setup``, so they run on one
+    target started for the first of them; the next group with different settings
+    stops it and starts its own. The session's ``target`` is never touched.
+    """
+
+    def __init__(
+        self, options: SuiteOptions, world: World, factory: pytest.TempPathFactory
+    ) -> None:
+        self._options, self._world, self._factory = options, world, factory
+        self._key = ""
+        self._target: Target | None = None
+
+    def get(self, extra: RegistrySetup) -> Target:
+        if self._options.target == "cri":
+            pytest.skip(
+                "unsupported: a case needing extra registry settings; the suite "
+                "cannot start a second, differently configured runtime behind an "
+                "unmanaged --target cri endpoint"
+            )
+        setup = self._world.setup().merged(extra)
+        key = repr(setup)
+        if self._target is None or key != self._key:
+            self.close()
+            workdir = self._factory.mktemp("configured-target")
+            self._target = _make_session_kind(
+                self._options, self._world, workdir, setup
+            )
+            self._key = key
+        return self._target
+
+    def close(self) -> None:
+        if self._target is not None:
+            target, self._target = self._target, None
+            target.close()
+
+
+@pytest.fixture(scope="session")
+def _configured_targets(
+    suite_options: SuiteOptions,
+    world: World,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[_ConfiguredTargets]:
+    pool = _ConfiguredTargets(suite_options, world, tmp_path_factory)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def configured_target(
+    _configured_targets: _ConfiguredTargets, extra_setup: RegistrySetup
+) -> Target:
+    """A target of the session's kind configured with ``world.setup().merged(extra_setup)``.
+
+    Same kind and options as ``target`` (the reference under the session's profile, a
+    managed containerd of the session's generation and config style, CRI-O, the
+    reference over gRPC); started once per distinct ``extra_setup`` and stopped when
+    the next group of cases needs other settings or the session ends. For an
+    unmanaged ``--target cri`` endpoint the case is UNSUPPORTED (skip reason
+    ``unsupported: …``): the suite cannot configure a runtime it did not start.
+    A host both setups configure differently is a ``ValueError`` (``merged``).
+    """
+    return _configured_targets.get(extra_setup)
+
+
+@pytest.fixture
+def configured_case(
+    request: pytest.FixtureRequest,
+    world: World,
+    configured_target: Target,
+    profile: str,
+    evidence: Evidence,
+) -> Iterator[Case]:
+    """``case`` on ``configured_target``: same isolation, evidence and teardown."""
+    yield from _case_on(request, world, configured_target, profile, evidence)
+
+
+def _case_on(
     request: pytest.FixtureRequest,
     world: World,
     target: Target,
