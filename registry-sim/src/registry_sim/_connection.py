@@ -1,5 +1,10 @@
 """One accepted connection of ``server.RegistryServer``: read, dispatch, write, record.
 
+What a connection needs from the server that accepted it is the
+:class:`ConnectionOwner` protocol defined here (with the :class:`ExchangeSink` and
+:class:`ProxyHooks` it hands on), so this module never imports ``server``: the server
+depends on its connections, not the other way round.
+
 The loop follows RFC 9112: requests are read one after another on a persistent
 connection until the client closes, asks to close, or a response cannot be framed
 for reuse (a truncated body, a transport fault).
@@ -15,10 +20,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, cast
 
 from registry_sim import _http1
 from registry_sim._http1 import MessageError, RequestHead, plain_response
@@ -26,10 +33,14 @@ from registry_sim._sockio import BodyWriter, LineReader, abort, wait_unsent
 from registry_sim._spool import SpooledBody, spool_body
 from registry_sim.wire import FileBody, Headers, Request, Response
 
-if TYPE_CHECKING:
-    from registry_sim.server import RegistryServer
-
-__all__ = ["SPOOL_OVER", "Connection", "Tunnel"]
+__all__ = [
+    "SPOOL_OVER",
+    "Connection",
+    "ConnectionOwner",
+    "ExchangeSink",
+    "ProxyHooks",
+    "Tunnel",
+]
 
 #: Largest request body accepted.
 MAX_BODY = 2 * 1024**3
@@ -65,6 +76,70 @@ class Tunnel:
     ssl_context: ssl.SSLContext | None
 
 
+class ExchangeSink(Protocol):
+    """Where finished exchanges go: ``Journal.record_request`` has this signature.
+
+    ``bytes_sent`` counts body bytes actually written; ``bytes_announced`` is the
+    Content-Length sent (``None`` for chunked); ``proxied_via`` is the CONNECT
+    target (or the absolute-form host) when the request came through the proxy.
+    """
+
+    def __call__(
+        self,
+        request: Request,
+        *,
+        status: int,
+        bytes_sent: int,
+        fault: str | None,
+        proxied_via: str | None,
+        bytes_announced: int | None,
+    ) -> object: ...
+
+
+class ProxyHooks(Protocol):
+    """What turns a server into a proxy (implemented by ``proxy.ConnectProxy``)."""
+
+    def open_tunnel(self, target: str) -> Tunnel | Response:
+        """Answers ``CONNECT target``: a tunnel to open, or a refusal to send."""
+        ...
+
+    def unknown_host(self, request: Request) -> Response:
+        """Answers a request for a host the router does not serve (a 502)."""
+        ...
+
+
+class ConnectionOwner(Protocol):
+    """What a :class:`Connection` uses of its server (``server.RegistryServer``)."""
+
+    record: ExchangeSink | None
+    proxy: ProxyHooks | None
+    idle_timeout: float
+    head_timeout: float
+    zero_copy: bool
+    stopping: threading.Event
+    handshake_failures: list[tuple[int, str]]
+
+    def track(self, old: socket.socket, new: socket.socket) -> None:
+        """Replaces a tracked socket (after a TLS upgrade)."""
+        ...
+
+    def set_idle(self, conn: Connection, idle: bool) -> None:
+        """Marks *conn* as waiting for its next request (evictable) or busy."""
+        ...
+
+    def dispatch(self, request: Request, *, proxied: bool) -> Response:
+        """Routes a request to its handler."""
+        ...
+
+    def spool_dir(self) -> Path:
+        """The server's directory for upload bodies."""
+        ...
+
+    def responding(self) -> contextlib.AbstractContextManager[None]:
+        """A context marking one response being written."""
+        ...
+
+
 def subject_string(cert: dict[str, Any] | None) -> str | None:
     """Formats a peer certificate's subject as ``CN=x,O=y`` (None without a cert)."""
     if not cert:
@@ -80,7 +155,9 @@ def subject_string(cert: dict[str, Any] | None) -> str | None:
 class Connection:
     """State of one client connection; :meth:`serve` runs on its own thread."""
 
-    def __init__(self, server: RegistryServer, sock: socket.socket, connection_id: int):
+    def __init__(
+        self, server: ConnectionOwner, sock: socket.socket, connection_id: int
+    ):
         self.server = server
         self.sock = sock
         self.id = connection_id

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Self
 
-from registry_sim._connection import Connection, Tunnel
+from registry_sim._connection import Connection, ExchangeSink, ProxyHooks, Tunnel
 from registry_sim._http1 import plain_response
 from registry_sim.wire import Request, Response
 
@@ -44,38 +44,6 @@ Handler = Callable[[Request], Response]
 
 # One counter for every server in the process, so ids stay unique in a shared journal.
 _CONNECTION_IDS = itertools.count(1)
-
-
-class ExchangeSink(Protocol):
-    """Where finished exchanges go: ``Journal.record_request`` has this signature.
-
-    ``bytes_sent`` counts body bytes actually written; ``bytes_announced`` is the
-    Content-Length sent (``None`` for chunked); ``proxied_via`` is the CONNECT
-    target (or the absolute-form host) when the request came through the proxy.
-    """
-
-    def __call__(
-        self,
-        request: Request,
-        *,
-        status: int,
-        bytes_sent: int,
-        fault: str | None,
-        proxied_via: str | None,
-        bytes_announced: int | None,
-    ) -> object: ...
-
-
-class ProxyHooks(Protocol):
-    """What turns a server into a proxy (implemented by ``proxy.ConnectProxy``)."""
-
-    def open_tunnel(self, target: str) -> Tunnel | Response:
-        """Answers ``CONNECT target``: a tunnel to open, or a refusal to send."""
-        ...
-
-    def unknown_host(self, request: Request) -> Response:
-        """Answers a request for a host the router does not serve (a 502)."""
-        ...
 
 
 def split_host_port(host: str) -> tuple[str, str | None]:
