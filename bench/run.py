@@ -2,8 +2,11 @@
 
 1. ``registry_throughput.py``: registry-sim next to Debian's docker-registry (one
    512 MiB blob over http and TLS with curl; 32 concurrent clients).
-2. ``pull_bench.py``: refpull next to containerd 1.6.20 and skopeo pulling the same
-   512 MiB, 4-layer image; refpull's peak RSS on a 1 GiB pull.
+2. ``pull_bench.py``: the same 512 MiB, 4-layer image pulled by refpull, skopeo,
+   Debian's containerd 1.6.20 and every runtime built into the cache (the seed,
+   containerd 1.7.34, 2.0.11, 2.3.4, CRI-O 1.36.3), served by registry-sim and by
+   docker-registry; time and peak memory as ratios to refpull; refpull's peak RSS on
+   a 1 GiB pull.
 
 Figures are printed as seconds and ratios; nothing is asserted (timing belongs here,
 not in tests). ``--quick`` shrinks the sizes for a smoke run.
