@@ -19,6 +19,16 @@ _VERDICTS = (
     "SKIPPED", "ERROR", "XFAIL", "XPASS", "CRASH",
 )  # fmt: skip
 _INLINE = re.compile(r"\*\*(.+?)\*\*|`([^`]+)`")
+_SPACES = re.compile(r"(\s+)")
+_AFTER_SEPARATOR = re.compile(r"(?<=[/_.,;=@\[\]-])|(?<=:)(?!:)")
+_RUN = 20
+#: Short forms of the long verdict names, for grid columns in HTML.
+_SHORT = {
+    "NON-STRICT": "N-STR",
+    "INFORMATIONAL": "INFO",
+    "UNSUPPORTED": "UNSUP",
+    "SKIPPED": "SKIP",
+}
 
 
 @dataclass(frozen=True)
@@ -38,10 +48,17 @@ class Pre:
 
 @dataclass(frozen=True)
 class Table:
-    """A table; cells equal to a verdict name, or under a verdict column, get its colour."""
+    """A table; cells equal to a verdict name, or under a verdict column, get its colour.
+
+    ``grid_from``: the columns from this index on are a grid of verdicts (one column
+    per runtime). In HTML their headers are set vertically and their long verdict
+    names abbreviated (the full name in the ``abbr`` title, a legend above the
+    table), so many columns fit an 800 px page; Markdown shows them unchanged.
+    """
 
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    grid_from: int | None = None
 
 
 Block = Para | Pre | Table
@@ -145,10 +162,16 @@ nav ul{columns:2;margin:.4em 0}
 h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em}
 table{border-collapse:collapse;margin:.6em 0;max-width:100%}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;
+overflow-wrap:break-word}
+th,td.w,td[class^="v-"]{white-space:nowrap;overflow-wrap:normal}
+th{background:#f2f2f2}code{background:#f4f4f4;padding:0 .2em;overflow-wrap:anywhere}
+th.rot{vertical-align:bottom;padding:.4em .2em}
+th.rot span{display:inline-block;writing-mode:vertical-rl;transform:rotate(180deg)}
+table.grid td[class^="v-"]{text-align:center;font-size:.8em;padding:.3em .25em}
+div.grid{overflow-x:auto}abbr{text-decoration:none}p.legend{font-size:.9em;color:#555;margin:.2em 0}
+@media (max-width:60em){body{margin:.5em 1em}}
+pre{background:#f7f7f7;border:1px solid #ddd;padding:.5em;overflow-x:auto;white-space:pre-wrap;
 overflow-wrap:anywhere}
-th,td:first-child,td[class^="v-"]{white-space:nowrap;overflow-wrap:normal}
-th{background:#f2f2f2}code{background:#f4f4f4;padding:0 .2em}
-pre{background:#f7f7f7;border:1px solid #ddd;padding:.5em;overflow-x:auto;white-space:pre-wrap}
 details{margin:.3em 0 .8em 1em}summary{cursor:pointer;color:#555}
 .v-PASS{background:#d8f5d8}.v-FAIL{background:#f8c9c9}.v-NON-STRICT{background:#fde3b8}
 .v-INFORMATIONAL{background:#d6e6fb}.v-UNSUPPORTED{background:#e6e6e6}
@@ -172,12 +195,69 @@ def _html_inline(text: str) -> str:
     return "".join(out)
 
 
-def _html_cell(text: str, column: str) -> str:
+def _breakable(text: str) -> str:
+    """Escaped *text* whose long tokens may wrap: after a separator, else every 20 chars.
+
+    Test IDs, paths and digests have no spaces; without break points a table column
+    is as wide as the longest of them, and without a limit a browser may split any
+    word anywhere (``overflow-wrap: anywhere``) to squeeze a column.
+    """
+    out: list[str] = []
+    for piece in _SPACES.split(text):
+        if len(piece) <= _RUN:
+            out.append(html.escape(piece))
+            continue
+        parts = [
+            seg[i : i + _RUN]
+            for seg in _AFTER_SEPARATOR.split(piece)
+            for i in range(0, len(seg), _RUN)
+        ]
+        out.append("<wbr>".join(html.escape(part) for part in parts))
+    return "".join(out)
+
+
+def _html_cell(text: str, column: str, *, grid: bool = False) -> str:
     verdict = (
         text if text in _VERDICTS else column if column in _VERDICTS and text else ""
     )
-    cls = f' class="v-{verdict}"' if verdict else ""
-    return f"<td{cls}>{html.escape(text)}</td>"
+    # A short single word (an ID, a level, a verdict) never breaks mid-word.
+    word = len(text) <= 24 and not any(ch.isspace() for ch in text)
+    cls = f' class="v-{verdict}"' if verdict else ' class="w"' if word else ""
+    shown = html.escape(text) if verdict or word else _breakable(text)
+    if grid and text in _SHORT:
+        shown = f'<abbr title="{shown}">{_SHORT[text]}</abbr>'
+    return f"<td{cls}>{shown}</td>"
+
+
+def _html_table(block: Table) -> str:
+    grid = len(block.header) if block.grid_from is None else block.grid_from
+    head = "".join(
+        f"<th>{html.escape(h)}</th>"
+        if i < grid
+        else f'<th class="rot"><span>{html.escape(h)}</span></th>'
+        for i, h in enumerate(block.header)
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            _html_cell(c, h, grid=i >= grid)
+            for i, (c, h) in enumerate(zip(row, block.header, strict=False))
+        )
+        + "</tr>"
+        for row in block.rows
+    )
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    if block.grid_from is None:
+        return table
+    used = {c for row in block.rows for c in row[grid:]}
+    legend = ", ".join(
+        f"{short} = {name}" for name, short in _SHORT.items() if name in used
+    )
+    legend = f'<p class="legend">{html.escape(legend)}</p>' if legend else ""
+    # Past about ten runtime columns even the short forms cannot fit 800 px: the
+    # grid then scrolls inside its own box, never the page.
+    grid_table = table.replace("<table>", '<table class="grid">', 1)
+    return f'{legend}<div class="grid">{grid_table}</div>'
 
 
 def _html_block(block: Block) -> str:
@@ -186,14 +266,7 @@ def _html_block(block: Block) -> str:
     if isinstance(block, Pre):
         summary = html.escape(block.label or "evidence")
         return f"<details open><summary>{summary}</summary><pre>{html.escape(block.text)}</pre></details>"
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
-    body = "".join(
-        "<tr>"
-        + "".join(_html_cell(c, h) for c, h in zip(row, block.header, strict=False))
-        + "</tr>"
-        for row in block.rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return _html_table(block)
 
 
 def to_html(doc: Doc) -> str:

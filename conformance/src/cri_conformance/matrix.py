@@ -136,8 +136,8 @@ def matrix_document(runs: Sequence[RuntimeRun], catalog: Catalog) -> Doc:
         + "; ".join(f"`{r.name}` ({r.profile}): {r.headline}" for r in ordered)
     )
     sections = [
-        Section("Security behaviours", (Table(header, rows(security)),)),
-        Section("CRI-wide behaviours", (Table(header, rows(cri)),)),
+        Section("Security behaviours", (Table(header, rows(security), grid_from=3),)),
+        Section("CRI-wide behaviours", (Table(header, rows(cri), grid_from=3),)),
     ]
     changes = _changes(ordered)
     sections.append(
@@ -158,7 +158,9 @@ def matrix_document(runs: Sequence[RuntimeRun], catalog: Catalog) -> Doc:
         ids = [b.id for b in catalog.areas.get(area, ()) if b.id not in done]
         table = rows(ids)
         if table:
-            sections.append(Section(f"Area {area}", (Table(header, table),)))
+            sections.append(
+                Section(f"Area {area}", (Table(header, table, grid_from=3),))
+            )
     return Doc(
         title="CRI pull conformance: runtime matrix",
         intro=(runs_para,),
