@@ -156,6 +156,8 @@ class _Realised:
             if "://" in endpoint:
                 schemes.setdefault(_authority(endpoint), urlsplit(endpoint).scheme)
         self._moved: dict[str, str] = {}
+        ca = world.sim.ca  # the run's CA, which the runtime trusts
+        assert ca is not None
         for authority in [vector["host"], *map(_authority, endpoints)]:
             host, port = _split(authority)
             if not _is_direct(host):
@@ -169,7 +171,7 @@ class _Realised:
                 continue
             address = "127.0.0.1" if host.lower() == "localhost" else host
             https = schemes.get(authority, "http") == "https"
-            sim = RegistrySim(host=address, tls=world.sim.ca if https else False)
+            sim = RegistrySim(host=address, tls=ca if https else False)
             moved = (
                 f"[{host}]:{sim.server.port}"
                 if ":" in host
