@@ -8,13 +8,16 @@ a loopback recorder for foreign URLs), the gRPC code and ImageStatus only.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from cri_conformance.profile_facts import profile_fact
 from cri_conformance.scenario import Case
+from cri_conformance.targets.base import TargetError
 from registry_sim.faults import (
     CorruptBody,
+    Custom,
     Fault,
     Match,
     Redirect,
@@ -24,6 +27,7 @@ from registry_sim.faults import (
 from registry_sim.images import Image, Layer
 from registry_sim.journal import Exchange
 from registry_sim.sim import RegistrySim
+from registry_sim.wire import Headers, Request, Response
 
 ALICE = {"username": "alice", "password": "alice-secret"}
 MIRRORS = ("mirror-a.test", "mirror-b.test", "mirrored.test")
@@ -262,6 +266,73 @@ def test_retry_after_a_failed_download_resumes_with_range(case: Case) -> None:
         if ranges == [f"bytes={cut}-"]:
             return
     pytest.fail(f"no retry asked for bytes={cut}-: {seen}")
+
+
+def _answered_from_the_start(blob: bytes) -> Custom:
+    """A 206 that ignores the Range asked for: the whole blob, labelled as such."""
+    size = len(blob)
+
+    def answer(request: Request, response: Response) -> Response:
+        headers = Headers.of(
+            {
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"bytes 0-{size - 1}/{size}",
+            }
+        )
+        return Response(206, headers, blob)
+
+    return Custom(answer)
+
+
+@pytest.mark.behavior("FETCH-005")
+def test_resume_answered_at_another_offset_is_refused(case: Case) -> None:
+    """A resumed download answered 206 from byte 0 fails; no byte of it is appended.
+
+    The registry answers ``Range: bytes=N-`` with ``206`` and ``Content-Range: bytes
+    0-…``: honest about what it sends, but not what was asked. Appending it after the
+    N bytes already held would corrupt the blob, so the fetch refuses it when it opens
+    (UNKNOWN: ``unhandled content range``, or in-pull the ``unexpected EOF`` it was
+    resuming from), before verification could (that would be FAILED_PRECONDITION). The resume comes within the pull (FETCH-006) or, for a
+    runtime that does not resume in-pull, on the next pull while its partial ingest
+    lives (timing-dependent, so repeated with fresh layers).
+    """
+    cut = 32 * 1024
+    in_pull = profile_fact(case.profile, "fetch_auto_resume")
+    for attempt in range(6):
+        image = _big_image(case, salt=f"range-{attempt}")
+        case.push(image, f"r{attempt}")
+        layer = _layer_digest(image)
+        blob = image.blobs[layer]
+        whole = blob.read_bytes() if isinstance(blob, Path) else blob
+        case.world.add_fault(
+            Fault(
+                Match(method="GET", path=layer + "$", header=("Range", ".")),
+                _answered_from_the_start(whole),
+            )
+        )
+        case.world.add_fault(
+            Fault(Match(method="GET", path=layer + "$"), Truncate(at=cut), times=1)
+        )
+        ref = case.ref(f"r{attempt}")
+        if not in_pull:
+            case.pull_error(ref)  # cut short: the seed fails, keeping N bytes
+            case.world.journal.clear()
+        error: TargetError | None = None
+        try:
+            case.pull(ref)
+        except TargetError as exc:
+            error = exc
+        if error is not None:
+            ranges = [ex.header("Range") for ex in _gets(case, layer)]
+            assert ranges[-1] == f"bytes={cut}-", case.journal_text()
+            assert error.code == "UNKNOWN", error
+            assert not _listed(case, image.config_digest)
+            return
+        assert not in_pull, "the pull succeeded over a 206 from byte 0"
+        # The partial ingest was gone: the whole blob came in one unranged GET.
+        assert [ex.header("Range") for ex in _gets(case, layer)] == [None]
+        case.world.faults().clear()
+    pytest.fail("no retry resumed the partial ingest with a Range")
 
 
 # -- FETCH-008: verification and de-duplication ----------------------------------------
