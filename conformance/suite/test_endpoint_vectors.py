@@ -181,10 +181,14 @@ class _Realised:
             self.listeners[moved.lower()] = sim
 
     def move(self, text: str) -> str:
-        """*text* with every direct ``host:port`` of the vector on its listener."""
-        for old, new in self._moved.items():
-            text = re.sub(re.escape(old) + r"(?![0-9])", new, text)
-        return text
+        """*text* with every direct ``host:port`` of the vector on its listener.
+
+        One pass: a listener's port never gets rewritten as another vector port.
+        """
+        if not self._moved:
+            return text
+        olds = "|".join(map(re.escape, sorted(self._moved, key=len, reverse=True)))
+        return re.sub(f"({olds})(?![0-9])", lambda m: self._moved[m[1]], text)
 
     @property
     def host(self) -> str:
