@@ -1,7 +1,7 @@
 """Docker schema1 images: conversion, the image ID, what is downloaded, what is refused.
 
 Catalog area S1 (behaviors.md §12) and CRI-002; upstream finding F-23. The expected
-image ID comes from the reference's converter (``refpull.schema1``), which
+image ID comes from the reference's converter (``refpull.content.schema1``), which
 ``cri_conformance`` may import; the runtime is seen only through CRI and the journal.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from cri_conformance.scenario import Case
+from refpull.content.schema1 import Schema1Converter, blob_state
 from refpull.profiles import CONTAINERD_16, SEED, Profile, get_profile
-from refpull.schema1 import Schema1Converter, blob_state
 from registry_sim.faults import Fault, Match, WrongMediaType
 from registry_sim.images import Schema1, Schema1Entry
 

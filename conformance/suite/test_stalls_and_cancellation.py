@@ -29,7 +29,7 @@ from cri_conformance.scenario import DEADLINE_CODES, Case
 from cri_conformance.targets.base import TargetError
 from cri_conformance.targets.cri import CRIClient
 from refpull.budget import Cancel
-from refpull.service import ImageService, grpc_code
+from refpull.cri.service import ImageService, grpc_code
 from registry_sim.faults import Drip, Fault, Match
 
 #: How long the simulator may take to see a closed transfer (one drip slice, a write).

@@ -51,7 +51,7 @@ def test_a_mutant_whose_find_is_not_unique_is_refused(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text(
         "[[mutant]]\n"
         'id = "REF-001-x"\nbehavior = "REF-001"\nprofiles = ["seed"]\n'
-        'file = "refpull/imageref.py"\nfind = "import"\nreplace = "import "\n'
+        'file = "refpull/gocompat/imageref.py"\nfind = "import"\nreplace = "import "\n'
         'why = "w"\n'
     )
     [mutant] = load_mutants(tmp_path)
@@ -66,7 +66,7 @@ def test_a_duplicate_id_is_refused(tmp_path: Path) -> None:
     entry = (
         "[[mutant]]\n"
         'id = "REF-001-x"\nbehavior = "REF-001"\nprofiles = ["seed"]\n'
-        'file = "refpull/imageref.py"\nfind = "a"\nreplace = "b"\nwhy = "w"\n'
+        'file = "refpull/gocompat/imageref.py"\nfind = "a"\nreplace = "b"\nwhy = "w"\n'
     )
     (tmp_path / "a.toml").write_text(entry)
     (tmp_path / "b.toml").write_text(entry)

@@ -26,10 +26,10 @@ PACKAGE = ROOT / "conformance" / "src" / "cri_conformance"
 SUITE_EXCEPTIONS = {
     # The converted image ID of a per-case schema1 image comes from refpull's
     # converter; moving it to golden vectors (fixtures/vectors/schema1) is pending.
-    "test_schema1.py": {"refpull.profiles", "refpull.schema1"},
+    "test_schema1.py": {"refpull.profiles", "refpull.content.schema1"},
     # Drives refpull's ImageService directly to show what its gRPC server does when
     # a deadline passes: a reference-only case that belongs behind a target.
-    "test_stalls_and_cancellation.py": {"refpull.budget", "refpull.service"},
+    "test_stalls_and_cancellation.py": {"refpull.budget", "refpull.cri.service"},
 }
 #: Harness modules that need refpull, and for what.
 HARNESS_USES = {

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from refpull.authflow import FollowRedirects, RegistryAuth
 from refpull.errors import AuthError, TokenError, TransportError, Unauthorized
 from refpull.profiles import CONTAINERD_16, SEED, Profile
+from refpull.registry.authflow import FollowRedirects, RegistryAuth
 
 PROFILES = pytest.mark.parametrize(
     "profile", [SEED, CONTAINERD_16], ids=["seed", "containerd-1.6"]

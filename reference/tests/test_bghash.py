@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from refpull._bghash import BackgroundSHA256
+from refpull.unpack._bghash import BackgroundSHA256
 
 _K = 1024
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from refpull.challenge import (
+from refpull.errors import AuthError
+from refpull.profiles import CONTAINERD_16, SEED, Profile
+from refpull.registry.challenge import (
     MAX_ATTEMPTS,
     BearerOptions,
     Challenge,
@@ -16,8 +18,6 @@ from refpull.challenge import (
     rejected_credentials,
     retry_decision,
 )
-from refpull.errors import AuthError
-from refpull.profiles import CONTAINERD_16, SEED, Profile
 
 BOTH = [SEED, CONTAINERD_16]
 

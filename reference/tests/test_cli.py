@@ -12,14 +12,14 @@ from pathlib import Path
 import grpc
 import pytest
 
-from refpull import _progress
 from refpull.__main__ import main
-from refpull._cri import api_v1_pb2, api_v1_pb2_grpc
 from refpull._version import package_version
-from refpull.config import default_config
-from refpull.grpc_server import CRIServer, serve
+from refpull.cli import _progress
+from refpull.cri.api import api_v1_pb2, api_v1_pb2_grpc
+from refpull.cri.grpc_server import CRIServer, serve
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.puller import ProgressEvent
+from refpull.pull.puller import ProgressEvent
+from refpull.settings.config import default_config
 from registry_sim.sim import RegistrySim
 
 
@@ -133,7 +133,7 @@ def test_serve_refuses_a_socket_a_live_server_answers_on(
 def test_cri_version_names_refpull_its_version_and_its_profile(
     short_dir: Path, profile: Profile
 ) -> None:
-    from refpull._cri import api_v1alpha2_pb2, api_v1alpha2_pb2_grpc
+    from refpull.cri.api import api_v1alpha2_pb2, api_v1alpha2_pb2_grpc
 
     server = _server(short_dir, profile)
     try:

@@ -1,4 +1,4 @@
-"""refpull.config: the registry section of containerd's config.toml (CFG-001..CFG-005)."""
+"""refpull.settings.config: the registry section of containerd's config.toml (CFG-001..CFG-005)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from refpull.config import (
+from refpull.errors import ConfigError
+from refpull.profiles import CONTAINERD_16, SEED, Profile
+from refpull.settings.config import (
     HostConfig,
     RegistryConfig,
     TLSConfig,
@@ -14,9 +16,7 @@ from refpull.config import (
     load_config,
     parse_config,
 )
-from refpull.credentials import AuthConfig
-from refpull.errors import ConfigError
-from refpull.profiles import CONTAINERD_16, SEED, Profile
+from refpull.settings.credentials import AuthConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "fixtures" / "configs"
 BOTH = pytest.mark.parametrize(

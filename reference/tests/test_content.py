@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from refpull.content import ContentStore
+from refpull.content.store import ContentStore
 from refpull.digest import DigestError, sha256_digest
 from refpull.errors import (
     DigestMismatch,

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from refpull.credentials import AuthConfig, Credentials, parse_auth
 from refpull.errors import InvalidAuth
 from refpull.profiles import CONTAINERD_16, PROFILES, SEED, Profile
+from refpull.settings.credentials import AuthConfig, Credentials, parse_auth
 
 VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors"
 _AUTH: list[dict[str, Any]] = json.loads(

@@ -20,10 +20,10 @@ import bcrypt
 import httpx
 import pytest
 
-from refpull.config import parse_config
-from refpull.credentials import AuthConfig
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.puller import Puller
+from refpull.pull.puller import Puller
+from refpull.settings.config import parse_config
+from refpull.settings.credentials import AuthConfig
 from registry_sim.contained import contained_command
 from registry_sim.images import Image, Layer
 from registry_sim.server import RegistryServer, Router

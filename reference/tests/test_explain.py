@@ -1,4 +1,4 @@
-"""refpull.explain and ``refpull explain`` (EP-*, HOST-*, AUTH-007/008, TLS-003)."""
+"""refpull.settings.explain and ``refpull explain`` (EP-*, HOST-*, AUTH-007/008, TLS-003)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import trustme
 
 from refpull.__main__ import main
-from refpull.config import RegistryConfig, load_config
-from refpull.credentials import AuthConfig
-from refpull.explain import explain
 from refpull.profiles import CONTAINERD_16, SEED, Profile
+from refpull.settings.config import RegistryConfig, load_config
+from refpull.settings.credentials import AuthConfig
+from refpull.settings.explain import explain
 
 CONFIGS = Path(__file__).resolve().parents[2] / "fixtures" / "configs"
 SECRETS = ("upstream-password", "kubelet-password", "mirror-password")

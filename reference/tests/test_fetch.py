@@ -10,21 +10,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-import refpull._pipeline_io as pipeline_io
-from refpull.content import ContentStore
+import refpull.pull._pipeline_io as pipeline_io
+from refpull.content.manifests import Descriptor
+from refpull.content.store import ContentStore
 from refpull.errors import NotFound, PullError, RegistryError, TransportError
-from refpull.fetch import (
+from refpull.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST
+from refpull.profiles import CONTAINERD_16, SEED, Profile
+from refpull.registry.fetch import (
     FetchExchange,
     Opened,
     ingest_ref,
     open_steps,
     render_registry_errors,
 )
-from refpull.hosts import RegistryHost
-from refpull.manifests import Descriptor
-from refpull.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST
-from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.resolve import Reply
+from refpull.registry.resolve import Reply
+from refpull.settings.hosts import RegistryHost
 
 PROFILES = pytest.mark.parametrize(
     "profile", [SEED, CONTAINERD_16], ids=["seed", "containerd-1.6"]

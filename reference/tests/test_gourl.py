@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refpull._gourl import GoURL, URLError, Userinfo, go_quote, parse
+from refpull.gocompat.gourl import GoURL, URLError, Userinfo, go_quote, parse
 
 
 @pytest.mark.parametrize(

@@ -11,19 +11,19 @@ from typing import Any
 import grpc
 import pytest
 
-from refpull._cri import (
+from refpull.cri.api import (
     api_v1_pb2,
     api_v1_pb2_grpc,
     api_v1alpha2_pb2,
     api_v1alpha2_pb2_grpc,
 )
-from refpull.config import parse_config
-from refpull.credentials import AuthConfig
+from refpull.cri.grpc_server import CRIServer, go_errorf
+from refpull.cri.service import ImageService, PullerLike
 from refpull.errors import NotFound, PullError
-from refpull.grpc_server import CRIServer, go_errorf
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.puller import ProgressEvent, PullResult
-from refpull.service import ImageService, PullerLike
+from refpull.pull.puller import ProgressEvent, PullResult
+from refpull.settings.config import parse_config
+from refpull.settings.credentials import AuthConfig
 from registry_sim.images import Config, Image, Layer
 from registry_sim.sim import RegistrySim
 

@@ -22,13 +22,13 @@ from typing import Any
 import grpc
 import pytest
 
-from refpull._cri import api_v1_pb2, api_v1_pb2_grpc
 from refpull.budget import TransferLimits
-from refpull.config import parse_config
-from refpull.grpc_server import CRIServer, SocketInUse
+from refpull.cri.api import api_v1_pb2, api_v1_pb2_grpc
+from refpull.cri.grpc_server import CRIServer, SocketInUse
+from refpull.cri.service import ImageService, ServiceError
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.service import ImageService, ServiceError
-from refpull.unpack import SnapshotStore
+from refpull.settings.config import parse_config
+from refpull.unpack.snapshots import SnapshotStore
 from registry_sim.faults import Drip, Fault, Match
 from registry_sim.images import Config, Image, Layer
 from registry_sim.sim import RegistrySim

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refpull._gzipstream import GzipReader
+from refpull.content._gzipstream import GzipReader
 
 _MTIME = 0
 

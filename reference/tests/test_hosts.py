@@ -1,4 +1,4 @@
-"""refpull.hosts: endpoint lists and per-endpoint hosts (EP-*, HOST-*, AUTH-006..010)."""
+"""refpull.settings.hosts: endpoint lists and per-endpoint hosts (EP-*, HOST-*, AUTH-006..010)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import trustme
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refpull._gonet import split_host_port
-from refpull.config import HostConfig, RegistryConfig, TLSConfig
-from refpull.credentials import AuthConfig, Credentials
 from refpull.errors import ConfigError, InvalidAuth
-from refpull.hosts import (
+from refpull.gocompat.gonet import split_host_port
+from refpull.profiles import CONTAINERD_16, PROFILES, SEED, Profile
+from refpull.settings.config import HostConfig, RegistryConfig, TLSConfig
+from refpull.settings.credentials import AuthConfig, Credentials
+from refpull.settings.hosts import (
     CredentialsSource,
     RegistryHost,
     credentials_for,
@@ -24,7 +25,6 @@ from refpull.hosts import (
     registry_endpoints,
     registry_hosts,
 )
-from refpull.profiles import CONTAINERD_16, PROFILES, SEED, Profile
 
 VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors"
 BOTH = pytest.mark.parametrize(

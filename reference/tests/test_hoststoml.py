@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from refpull.config import parse_config
 from refpull.errors import ConfigError
-from refpull.explain import explain
-from refpull.hosts import registry_hosts
-from refpull.hoststoml import configure_hosts, host_directory, ssl_context_for
 from refpull.profiles import CONTAINERD_16, PROFILES, SEED, Profile
+from refpull.settings.config import parse_config
+from refpull.settings.explain import explain
+from refpull.settings.hosts import registry_hosts
+from refpull.settings.hoststoml import configure_hosts, host_directory, ssl_context_for
 
 VECTORS = Path(__file__).parents[2] / "fixtures" / "vectors" / "hosts-toml.json"
 DATA: dict[str, Any] = json.loads(VECTORS.read_text())

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from refpull import _grammar
 from refpull.errors import InvalidReference
-from refpull.imageref import (
+from refpull.gocompat import _grammar
+from refpull.gocompat.imageref import (
     ImageRef,
     RepoLocation,
     parse_docker_ref,

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from refpull.errors import AlreadyExists, NotFoundInStore
-from refpull.images import (
+from refpull.content.manifests import Descriptor, Platform
+from refpull.cri.images import (
     MANAGED_LABEL_KEY,
     Image,
     ImageStore,
     InterleavingStore,
     InvalidImage,
 )
-from refpull.manifests import Descriptor, Platform
+from refpull.errors import AlreadyExists, NotFoundInStore
 
 MT = "application/vnd.docker.distribution.manifest.v2+json"
 A = Descriptor(media_type=MT, digest="sha256:" + "a" * 64, size=10)

@@ -9,21 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from refpull._pipeline_io import put_bytes
-from refpull.content import ContentStore
-from refpull.digest import sha256_digest
-from refpull.images import MANAGED_LABEL_KEY, Image, ImageStore
-from refpull.index import (
+from refpull.content.manifests import Descriptor
+from refpull.content.store import ContentStore
+from refpull.cri.images import MANAGED_LABEL_KEY, Image, ImageStore
+from refpull.cri.index import (
     AmbiguousImage,
     ImageIndex,
     image_user,
     sort_references,
     to_cri_image,
 )
-from refpull.manifests import Descriptor
+from refpull.digest import sha256_digest
 from refpull.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.unpack import SnapshotStore, chain_ids
+from refpull.pull._pipeline_io import put_bytes
+from refpull.unpack.snapshots import SnapshotStore, chain_ids
 
 PROFILES = pytest.mark.parametrize(
     "profile", [SEED, CONTAINERD_16], ids=["seed", "containerd-1.6"]

@@ -11,16 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refpull import mediatypes as mt
-from refpull.digest import sha256_digest
-from refpull.errors import (
-    InvalidArgument,
-    NoMatchingPlatform,
-    RefpullError,
-    ResolveError,
-    UnpackError,
-    UnsupportedMediaType,
-)
-from refpull.manifests import (
+from refpull.content.manifests import (
     Descriptor,
     ImageIndex,
     ImageManifest,
@@ -30,6 +21,15 @@ from refpull.manifests import (
     parse_manifest,
     rewrite_legacy_config,
     select_platform,
+)
+from refpull.digest import sha256_digest
+from refpull.errors import (
+    InvalidArgument,
+    NoMatchingPlatform,
+    RefpullError,
+    ResolveError,
+    UnpackError,
+    UnsupportedMediaType,
 )
 from refpull.profiles import CONTAINERD_16, SEED, Profile
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from refpull.content import ContentStore
+from refpull.content.store import ContentStore
 from refpull.digest import sha256_digest
 
 BLOB = b"x" * 4096

@@ -24,15 +24,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-import refpull._pipeline_io as pipeline_io
-from refpull.config import RegistryConfig, parse_config
+import refpull.pull._pipeline_io as pipeline_io
+from refpull.content.manifests import Platform
 from refpull.errors import DiffIDMismatch, RegistryError
-from refpull.hosts import RegistryHost
-from refpull.manifests import Platform
 from refpull.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.puller import Puller
-from refpull.unpack import chain_ids
+from refpull.pull.puller import Puller
+from refpull.settings.config import RegistryConfig, parse_config
+from refpull.settings.hosts import RegistryHost
+from refpull.unpack.snapshots import chain_ids
 
 PROFILES = pytest.mark.parametrize(
     "profile", [SEED, CONTAINERD_16], ids=["seed", "containerd-1.6"]

@@ -22,15 +22,15 @@ from typing import Any
 import httpx
 import pytest
 
-import refpull._pipeline_io as pipeline_io
-from refpull.config import RegistryConfig, parse_config
-from refpull.credentials import AuthConfig
+import refpull.pull._pipeline_io as pipeline_io
+from refpull.content.manifests import Platform
 from refpull.errors import DigestMismatch, NoMatchingPlatform, PullError, RegistryError
-from refpull.hosts import RegistryHost
-from refpull.manifests import Platform
 from refpull.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, OCI_INDEX
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.puller import ProgressEvent, Puller
+from refpull.pull.puller import ProgressEvent, Puller
+from refpull.settings.config import RegistryConfig, parse_config
+from refpull.settings.credentials import AuthConfig
+from refpull.settings.hosts import RegistryHost
 
 PROFILES = pytest.mark.parametrize(
     "profile", [SEED, CONTAINERD_16], ids=["seed", "containerd-1.6"]

@@ -11,25 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from refpull.config import parse_config
-from refpull.errors import NotFoundInStore
-from refpull.imageref import parse_docker_ref
-from refpull.images import (
+from refpull.content.manifests import Descriptor
+from refpull.cri.images import (
     MANAGED_LABEL_KEY,
     Image,
     ImageStore,
     InterleavingStore,
 )
-from refpull.manifests import Descriptor
-from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.records import (
+from refpull.cri.records import (
     RecordError,
     create_image_reference,
     record_pulled_image,
     repo_digest_and_tag,
     update_image,
 )
-from refpull.service import ImageService, ServiceError
+from refpull.cri.service import ImageService, ServiceError
+from refpull.errors import NotFoundInStore
+from refpull.gocompat.imageref import parse_docker_ref
+from refpull.profiles import CONTAINERD_16, SEED, Profile
+from refpull.settings.config import parse_config
 from registry_sim.images import Image as SimImage
 from registry_sim.images import Layer
 from registry_sim.sim import RegistrySim

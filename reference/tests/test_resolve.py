@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from refpull.content.manifests import Descriptor
 from refpull.errors import (
     ManifestTooLarge,
     NotFound,
@@ -16,18 +17,17 @@ from refpull.errors import (
     ResolveError,
     TransportError,
 )
-from refpull.hosts import RegistryHost
-from refpull.imageref import parse_docker_ref, split_registry_host
-from refpull.manifests import Descriptor
+from refpull.gocompat.imageref import parse_docker_ref, split_registry_host
 from refpull.mediatypes import DOCKER_MANIFEST, DOCKER_SCHEMA1_MANIFEST, RESOLVE_ACCEPT
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.resolve import (
+from refpull.registry.resolve import (
     MAX_MANIFEST_SIZE,
     Exchange,
     Reply,
     manifest_media_type,
     resolve_steps,
 )
+from refpull.settings.hosts import RegistryHost
 
 PROFILES = pytest.mark.parametrize(
     "profile", [SEED, CONTAINERD_16], ids=["seed", "containerd-1.6"]

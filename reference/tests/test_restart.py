@@ -21,12 +21,12 @@ from types import ModuleType
 import grpc
 import pytest
 
-from refpull._cri import api_v1alpha2_pb2 as pb2
-from refpull._cri import api_v1alpha2_pb2_grpc
-from refpull.config import parse_config
-from refpull.images import ImageStore
+from refpull.cri.api import api_v1alpha2_pb2 as pb2
+from refpull.cri.api import api_v1alpha2_pb2_grpc
+from refpull.cri.images import ImageStore
+from refpull.cri.service import ImageService
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.service import ImageService
+from refpull.settings.config import parse_config
 from registry_sim.faults import Drip, Fault, Match
 from registry_sim.images import Image, Layer
 from registry_sim.sim import RegistrySim

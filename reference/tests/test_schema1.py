@@ -17,16 +17,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refpull import mediatypes as mt
-from refpull.digest import sha256_digest
-from refpull.errors import DigestMismatch, Schema1Error
-from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.schema1 import (
+from refpull.content.schema1 import (
     MANIFEST_SIZE_LIMIT,
     Schema1Converter,
     blob_state,
     check_requested_digest,
     strip_signature,
 )
+from refpull.digest import sha256_digest
+from refpull.errors import DigestMismatch, Schema1Error
+from refpull.profiles import CONTAINERD_16, SEED, Profile
 
 PROFILES = pytest.mark.parametrize(
     "profile", [SEED, CONTAINERD_16], ids=["seed", "containerd-1.6"]

@@ -7,11 +7,11 @@ import base64
 import httpx
 import pytest
 
-from refpull.authflow import RegistryAuth
 from refpull.errors import REDACTED, TokenError, scrub_secrets
-from refpull.fetch import render_registry_errors
 from refpull.profiles import CONTAINERD_16
-from refpull.resolve import Reply, status_line
+from refpull.registry.authflow import RegistryAuth
+from refpull.registry.fetch import render_registry_errors
+from refpull.registry.resolve import Reply, status_line
 
 BASIC = base64.b64encode(b"alice:alice-secret").decode()
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl"

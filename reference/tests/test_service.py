@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from refpull.config import parse_config
-from refpull.credentials import AuthConfig
+from refpull.cri.service import ImageService, ServiceError, grpc_code
 from refpull.errors import NotFound
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.service import ImageService, ServiceError, grpc_code
-from refpull.unpack import chain_ids
+from refpull.settings.config import parse_config
+from refpull.settings.credentials import AuthConfig
+from refpull.unpack.snapshots import chain_ids
 from registry_sim.auth import BasicAuth
 from registry_sim.faults import Fault, Match, Redirect, Status
 from registry_sim.images import Config, Image, Layer

@@ -1,7 +1,7 @@
 """Child snapshots share the parent's inodes, and no layer ever writes through them.
 
 A child snapshot starts as directories plus hard links to its parent's files
-(``refpull._linkfarm``). These tests pin the safety side of that speed-up: whatever a
+(``refpull.unpack._linkfarm``). These tests pin the safety side of that speed-up: whatever a
 layer does -- replace, chmod, hard-link, white out -- the parent snapshot stays
 byte-for-byte and stat-for-stat what it was, and nothing outside the root changes.
 """
@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from refpull import mediatypes as mt
-from refpull._linkfarm import copy_up, link_tree
-from refpull.content import ContentStore
+from refpull.content.manifests import Descriptor
+from refpull.content.store import ContentStore
 from refpull.digest import sha256_digest
-from refpull.manifests import Descriptor
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.unpack import SnapshotStore, apply_layers, chain_ids
+from refpull.unpack._linkfarm import copy_up, link_tree
+from refpull.unpack.snapshots import SnapshotStore, apply_layers, chain_ids
 
 PROFILES = pytest.mark.parametrize(
     "profile", [SEED, CONTAINERD_16], ids=["seed", "containerd-1.6"]

@@ -20,18 +20,18 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from refpull._pipeline_io import put_bytes
-from refpull.config import parse_config
-from refpull.credentials import AuthConfig
+from refpull.content.manifests import Descriptor
+from refpull.cri.records import update_image
+from refpull.cri.service import ImageService
 from refpull.digest import sha256_digest
-from refpull.imageref import parse_docker_ref
-from refpull.manifests import Descriptor
+from refpull.gocompat.imageref import parse_docker_ref
 from refpull.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.puller import ProgressEvent, PullResult
-from refpull.records import update_image
-from refpull.service import ImageService
-from refpull.unpack import chain_ids
+from refpull.pull._pipeline_io import put_bytes
+from refpull.pull.puller import ProgressEvent, PullResult
+from refpull.settings.config import parse_config
+from refpull.settings.credentials import AuthConfig
+from refpull.unpack.snapshots import chain_ids
 
 TAGS = ("r.io/a:1", "r.io/a:2", "r.io/b:1")
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refpull._tarstream import TarStream
+from refpull.unpack._tarstream import TarStream
 
 
 def _archive(fmt: int, files: dict[str, bytes]) -> bytes:

@@ -1,4 +1,4 @@
-"""refpull.tlsconfig: client TLS contexts (TLS-001..TLS-006, XPORT-003).
+"""refpull.settings.tlsconfig: client TLS contexts (TLS-001..TLS-006, XPORT-003).
 
 Certificates are generated with trustme into tmp_path; nothing is committed.
 """
@@ -18,9 +18,9 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from refpull.config import TLSConfig
 from refpull.errors import ConfigError
-from refpull.tlsconfig import count_pem_certificates, ssl_context
+from refpull.settings.config import TLSConfig
+from refpull.settings.tlsconfig import count_pem_certificates, ssl_context
 
 Result = tuple[str, Any]
 

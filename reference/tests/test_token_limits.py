@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from refpull.authflow import RegistryAuth
 from refpull.errors import TokenError
 from refpull.limits import Limits
 from refpull.profiles import CONTAINERD_16, SEED, Profile
+from refpull.registry.authflow import RegistryAuth
 
 REG = "https://registry.example"
 BEARER = f'Bearer realm="{REG}/token",service="reg",scope="repository:a:pull"'

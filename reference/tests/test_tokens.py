@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from refpull.challenge import BearerOptions
 from refpull.errors import TokenError
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.tokens import (
+from refpull.registry.challenge import BearerOptions
+from refpull.registry.tokens import (
     TokenCache,
     oauth_post_request,
     parse_token_response,

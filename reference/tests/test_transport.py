@@ -1,4 +1,4 @@
-"""refpull.transport: proxies, timeouts, TLS routing and the client (XPORT-*, TLS-006/007).
+"""refpull.registry.transport: proxies, timeouts, TLS routing and the client (XPORT-*, TLS-006/007).
 
 Every server here listens on 127.0.0.1; hosts like ``registry.test`` are only ever
 reached through a recording proxy on loopback, so no name is resolved by DNS.
@@ -19,10 +19,10 @@ import httpx
 import pytest
 import trustme
 
-from refpull.config import TLSConfig
-from refpull.hosts import RegistryHost
-from refpull.tlsconfig import ssl_context
-from refpull.transport import TransportSettings, make_client, proxy_for
+from refpull.registry.transport import TransportSettings, make_client, proxy_for
+from refpull.settings.config import TLSConfig
+from refpull.settings.hosts import RegistryHost
+from refpull.settings.tlsconfig import ssl_context
 
 P = "http://proxy.test:3128"
 

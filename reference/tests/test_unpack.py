@@ -18,12 +18,12 @@ import pytest
 import zstandard
 
 from refpull import mediatypes as mt
-from refpull.content import ContentStore
+from refpull.content.manifests import Descriptor
+from refpull.content.store import ContentStore
 from refpull.digest import sha256_digest
 from refpull.errors import DiffIDMismatch, NotFoundInStore, UnpackError, UnsafePath
-from refpull.manifests import Descriptor
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.unpack import SnapshotStore, apply_layers, chain_ids
+from refpull.unpack.snapshots import SnapshotStore, apply_layers, chain_ids
 
 PROFILES = pytest.mark.parametrize(
     "profile", [SEED, CONTAINERD_16], ids=["seed", "containerd-1.6"]

@@ -27,12 +27,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refpull import mediatypes as mt
-from refpull.content import ContentStore
+from refpull.content.manifests import Descriptor
+from refpull.content.store import ContentStore
 from refpull.digest import sha256_digest
 from refpull.errors import RefpullError
-from refpull.manifests import Descriptor
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.unpack import SnapshotStore, apply_layers
+from refpull.unpack.snapshots import SnapshotStore, apply_layers
 
 MTIME = 1_234_567_890
 

@@ -13,12 +13,12 @@ import pytest
 import zstandard
 
 from refpull import mediatypes as mt
-from refpull.content import ContentStore
+from refpull.content.manifests import Descriptor
+from refpull.content.store import ContentStore
 from refpull.digest import sha256_digest
 from refpull.limits import LimitExceeded, Limits
-from refpull.manifests import Descriptor
 from refpull.profiles import CONTAINERD_16, SEED, Profile
-from refpull.unpack import SnapshotStore, apply_layers
+from refpull.unpack.snapshots import SnapshotStore, apply_layers
 
 MIB = 1 << 20
 #: Small bounds so the tests inflate a few MiB, not GiB.

@@ -1,22 +1,37 @@
 """refpull: the reference CRI image puller, the executable specification of the suite.
 
 The public API is re-exported here; ``__all__`` is sorted and checked by a test.
+The modules live in sub-packages in pipeline order (gocompat, settings, content,
+registry, unpack, pull, cri, cli); reference/README.md draws the layout.
 """
 
 from __future__ import annotations
 
-from refpull.authflow import RegistryAuth
-from refpull.challenge import Challenge, parse_www_authenticate
-from refpull.config import (
-    HostConfig,
-    RegistryConfig,
-    TLSConfig,
-    default_config,
-    load_config,
-    parse_config,
+from refpull.content.manifests import (
+    Descriptor,
+    ImageConfig,
+    ImageIndex,
+    ImageManifest,
+    Platform,
+    parse_image_config,
+    parse_manifest,
+    select_platform,
 )
-from refpull.content import ContentStore, Ingest
-from refpull.credentials import AuthConfig, Credentials, parse_auth
+from refpull.content.schema1 import ConvertedImage, Schema1Converter, strip_signature
+from refpull.content.store import ContentStore, Ingest
+from refpull.cri.images import (
+    MANAGED_LABEL_KEY,
+    MANAGED_LABEL_VALUE,
+    ImageStore,
+    InterleavingStore,
+)
+from refpull.cri.index import CRIImage, IndexedImage, to_cri_image
+from refpull.cri.records import (
+    create_image_reference,
+    repo_digest_and_tag,
+    update_image,
+)
+from refpull.cri.service import ImageService, ServiceError, grpc_code
 from refpull.digest import Digest, DigestVerifier, sha256_digest
 from refpull.errors import (
     AlreadyExists,
@@ -47,8 +62,28 @@ from refpull.errors import (
     UnsupportedMediaType,
     VerificationError,
 )
-from refpull.explain import EndpointExplanation, Explanation, explain
-from refpull.hosts import (
+from refpull.gocompat.imageref import (
+    ImageRef,
+    RepoLocation,
+    parse_docker_ref,
+    split_registry_host,
+)
+from refpull.profiles import CONTAINERD_16, PROFILES, SEED, Profile, get_profile
+from refpull.pull.puller import ProgressEvent, Puller, PullResult
+from refpull.registry.authflow import RegistryAuth
+from refpull.registry.challenge import Challenge, parse_www_authenticate
+from refpull.registry.transport import TransportSettings, make_client, proxy_for
+from refpull.settings.config import (
+    HostConfig,
+    RegistryConfig,
+    TLSConfig,
+    default_config,
+    load_config,
+    parse_config,
+)
+from refpull.settings.credentials import AuthConfig, Credentials, parse_auth
+from refpull.settings.explain import EndpointExplanation, Explanation, explain
+from refpull.settings.hosts import (
     CredentialsSource,
     RegistryHost,
     credentials_for,
@@ -57,37 +92,8 @@ from refpull.hosts import (
     registry_endpoints,
     registry_hosts,
 )
-from refpull.imageref import (
-    ImageRef,
-    RepoLocation,
-    parse_docker_ref,
-    split_registry_host,
-)
-from refpull.images import (
-    MANAGED_LABEL_KEY,
-    MANAGED_LABEL_VALUE,
-    ImageStore,
-    InterleavingStore,
-)
-from refpull.index import CRIImage, IndexedImage, to_cri_image
-from refpull.manifests import (
-    Descriptor,
-    ImageConfig,
-    ImageIndex,
-    ImageManifest,
-    Platform,
-    parse_image_config,
-    parse_manifest,
-    select_platform,
-)
-from refpull.profiles import CONTAINERD_16, PROFILES, SEED, Profile, get_profile
-from refpull.puller import ProgressEvent, Puller, PullResult
-from refpull.records import create_image_reference, repo_digest_and_tag, update_image
-from refpull.schema1 import ConvertedImage, Schema1Converter, strip_signature
-from refpull.service import ImageService, ServiceError, grpc_code
-from refpull.tlsconfig import ssl_context
-from refpull.transport import TransportSettings, make_client, proxy_for
-from refpull.unpack import SnapshotStore, apply_layers, chain_ids
+from refpull.settings.tlsconfig import ssl_context
+from refpull.unpack.snapshots import SnapshotStore, apply_layers, chain_ids
 
 __all__ = [
     "CONTAINERD_16",

@@ -1,6 +1,6 @@
 """``refpull`` command line: ``explain``, ``pull`` and ``serve``.
 
-Each sub-command lives in its own ``refpull._cli_<name>`` module exposing
+Each sub-command lives in its own ``refpull.cli.<name>`` module exposing
 ``add_parser(subparsers)`` and ``run(args) -> int``; this module only dispatches.
 """
 
@@ -38,11 +38,11 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     modules: dict[str, object] = {}
     for name in _COMMANDS:
         try:
-            module = importlib.import_module(f"refpull._cli_{name}")
+            module = importlib.import_module(f"refpull.cli.{name}")
         except (
             ModuleNotFoundError
         ) as exc:  # pragma: no cover - only while a command is absent
-            if exc.name != f"refpull._cli_{name}":
+            if exc.name != f"refpull.cli.{name}":
                 raise
             continue
         module.add_parser(sub)

@@ -4,7 +4,7 @@ containerd has none of these limits: a 1 MiB gzip layer inflates to 1 GiB on dis
 token response is read whole into memory, an index may name an index a thousand times
 over, a manifest may list ten thousand layers. The reference refuses each, with an error
 that names the limit and the flag that raises it. One frozen :class:`Limits` is given to
-the :class:`~refpull.puller.Puller` and passed down to the code that enforces each field.
+the :class:`~refpull.pull.puller.Puller` and passed down to the code that enforces each field.
 
 Deviation (security, every profile): containerd v1.6.20 and later enforce none of these.
 """

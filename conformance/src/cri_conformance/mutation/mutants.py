@@ -7,7 +7,7 @@ A mutant is one small semantic patch of the reference puller that models a real 
     id = "AUTH-010-realm-http-other-host"   # stable, unique across all files
     behavior = "AUTH-010"                    # catalog ID the mutant breaks
     profiles = ["seed", "containerd-1.6"]    # profiles under which it changes behaviour
-    file = "refpull/authflow.py"             # relative to reference/src
+    file = "refpull/registry/authflow.py"    # relative to reference/src
     find = "text occurring exactly once in that file"
     replace = "the mutated text"
     why = "the real-world bug this models"

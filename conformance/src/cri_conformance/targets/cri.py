@@ -1,6 +1,6 @@
 """A target behind any CRI endpoint, spoken to over gRPC (``runtime.v1`` or ``v1alpha2``).
 
-The CRI messages come from refpull's minimal proto (``refpull._cri``), whose field
+The CRI messages come from refpull's minimal proto (``refpull.cri.api``), whose field
 numbers are the upstream CRI API's, so this client talks to containerd, CRI-O or
 ``refpull serve`` alike. Every call carries a deadline: a runtime without a progress
 timeout (behaviors.md XPORT-002) must not hang the suite.
@@ -20,7 +20,7 @@ from cri_conformance.targets.base import (
     TargetCrashed,
     TargetError,
 )
-from refpull._cri import (
+from refpull.cri.api import (
     api_v1_pb2,
     api_v1_pb2_grpc,
     api_v1alpha2_pb2,

@@ -3,7 +3,7 @@
 Both are configured exactly like the containerd target: the session's registry setup
 is rendered as the ``config.toml`` (and ``hosts.toml`` files) of the containerd
 generation the profile models (``containerd_config``: version 1 for the seed, 2 for
-1.6/1.7, 3 for 2.x; tables or hosts style) and parsed by ``refpull.config``, and the
+1.6/1.7, 3 for 2.x; tables or hosts style) and parsed by ``refpull.settings.config``, and the
 environment carries the proxy and the run's CA bundle (``SSL_CERT_FILE``, which Go's
 system pool and OpenSSL's default paths both honour).
 """
@@ -25,12 +25,12 @@ from cri_conformance.targets.base import (
     TargetError,
 )
 from cri_conformance.targets.containerd_config import GENERATIONS, Generation, render
-from refpull.config import parse_config
-from refpull.credentials import AuthConfig
+from refpull.cri.index import CRIImage
+from refpull.cri.service import ImageService, grpc_code
 from refpull.errors import RefpullError
-from refpull.index import CRIImage
 from refpull.profiles import get_profile
-from refpull.service import ImageService, grpc_code
+from refpull.settings.config import parse_config
+from refpull.settings.credentials import AuthConfig
 
 __all__ = ["ReferenceGrpcTarget", "ReferenceTarget"]
 
@@ -62,7 +62,7 @@ def write_config(
 
 
 class ReferenceTarget:
-    """``refpull.service.ImageService`` called in-process (the suite's default)."""
+    """``refpull.cri.service.ImageService`` called in-process (the suite's default)."""
 
     capabilities = frozenset(
         {Capability.CONFIGURE_REGISTRIES, Capability.PROXY_ENVIRONMENT}

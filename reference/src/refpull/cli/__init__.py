@@ -1,0 +1,1 @@
+"""The refpull command: the explain, pull and serve sub-commands."""

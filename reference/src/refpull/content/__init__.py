@@ -1,0 +1,1 @@
+"""Content: manifests and configs, schema1 conversion, decompression and the blob store."""

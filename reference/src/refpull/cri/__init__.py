@@ -1,0 +1,1 @@
+"""The CRI side: image records, the image index, the ImageService and its gRPC server."""

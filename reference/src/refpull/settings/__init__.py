@@ -1,0 +1,1 @@
+"""Configuration and hosts: config.toml, hosts.toml, credentials, TLS and endpoint choice."""

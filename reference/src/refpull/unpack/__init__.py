@@ -1,0 +1,1 @@
+"""Unpacking: applying layer tars to snapshot directories, confined and verified."""
