@@ -133,6 +133,17 @@ def extra_setup() -> RegistrySetup:
     return RegistrySetup()
 
 
+@pytest.fixture
+def base_setup(world: World) -> RegistrySetup:
+    """What ``extra_setup`` is added to: the session's own setup (``world.setup()``).
+
+    Override it only where an entry of the session's setup is itself in the way
+    (a case about docker.io without the session's docker.io mirror); the named
+    registries stay reachable either way.
+    """
+    return world.setup()
+
+
 class _ConfiguredTargets:
     """At most one extra target alive, of the session's kind, keyed by its setup.
 
@@ -148,14 +159,13 @@ class _ConfiguredTargets:
         self._key = ""
         self._target: Target | None = None
 
-    def get(self, extra: RegistrySetup) -> Target:
+    def get(self, setup: RegistrySetup) -> Target:
         if self._options.target == "cri":
             pytest.skip(
                 "unsupported: a case needing extra registry settings; the suite "
                 "cannot start a second, differently configured runtime behind an "
                 "unmanaged --target cri endpoint"
             )
-        setup = self._world.setup().merged(extra)
         key = repr(setup)
         if self._target is None or key != self._key:
             self.close()
@@ -185,7 +195,9 @@ def _configured_targets(
 
 @pytest.fixture
 def configured_target(
-    _configured_targets: _ConfiguredTargets, extra_setup: RegistrySetup
+    _configured_targets: _ConfiguredTargets,
+    base_setup: RegistrySetup,
+    extra_setup: RegistrySetup,
 ) -> Target:
     """A target of the session's kind configured with ``world.setup().merged(extra_setup)``.
 
@@ -195,9 +207,10 @@ def configured_target(
     the next group of cases needs other settings or the session ends. For an
     unmanaged ``--target cri`` endpoint the case is UNSUPPORTED (skip reason
     ``unsupported: …``): the suite cannot configure a runtime it did not start.
-    A host both setups configure differently is a ``ValueError`` (``merged``).
+    A host both setups configure differently is a ``ValueError`` (``merged``);
+    ``base_setup`` (the world's, by default) is what ``extra_setup`` adds to.
     """
-    return _configured_targets.get(extra_setup)
+    return _configured_targets.get(base_setup.merged(extra_setup))
 
 
 @pytest.fixture
