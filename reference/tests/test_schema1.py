@@ -465,6 +465,26 @@ def test_config_bytes_follow_go_marshal_indent(profile: Profile) -> None:
     assert image.image_id == sha256_digest(expected.encode())
 
 
+# The Go that built each graded runtime decides how backspace and form feed are written
+# (go1.19.8 for Debian's 1.6.20, go1.27.3 for the seed built here; Go 1.22 changed it).
+_CONTROL_ESCAPES = {
+    "seed": '"\\b \\f \\u0007"',
+    "containerd-1.6": '"\\u0008 \\u000c \\u0007"',
+}
+
+
+@pytest.mark.behavior("S1-008")
+@PROFILES
+def test_backspace_and_form_feed_follow_the_go_that_built_the_runtime(
+    profile: Profile,
+) -> None:
+    top = history_v1(
+        architecture="amd64", os="linux", config={"Labels": {"k": "\b \f \a"}}
+    )
+    image = convert([(dg("a"), top)], profile)
+    assert f'"k": {_CONTROL_ESCAPES[profile.name]}' in image.config_bytes.decode()
+
+
 @pytest.mark.behavior("S1-008")
 def test_image_spec_11_fields_change_the_image_id_in_16_only() -> None:
     plain = history_v1(architecture="arm", os="linux", Size=1)

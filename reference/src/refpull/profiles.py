@@ -130,6 +130,9 @@ class Profile:
     fetch_accepts_zstd: bool = False
     #: CHAL-007: attempts of one request in all (retries on 401/405/408/429 included).
     retry_attempts: int = 6
+    #: S1-008: Go's encoding/json writes backspace and form feed as ``\b``/``\f``
+    #: (Go >= 1.22 built the runtime); go1.19.8, which built 1.6.20, as ``\u0008``.
+    json_short_control_escapes: bool = False
 
 
 SEED = Profile(
@@ -171,6 +174,10 @@ SEED = Profile(
     user_agent="containerd/1.3.0+unknown",
     # cri@ab6701bd pkg/config/config.go Registry has no ConfigPath: the key is ignored.
     config_path_supported=False,
+    # The graded seed is built with go1.27.3 (`python -m cri_conformance.runtimes`), whose
+    # encoding/json (appendString, Go 1.22+) writes \b and \f: the real binary converts
+    # the escaping schema1 vector to sha256:bbe96cb9..., not 1.6.20's eb189ab9... (S1-008).
+    json_short_control_escapes=True,
 )
 
 CONTAINERD_16 = Profile(
@@ -227,6 +234,9 @@ CONTAINERD_17 = replace(
     token_expiry_honoured=True,
     # v1.7.34 remotes/docker/config/hosts.go ConfigureHosts: NewHTTPFallback (HOST-012).
     hosts_https_first_with_fallback=True,
+    # Built with go1.27.3 like the seed: the escaping schema1 vector converts to the
+    # seed's sha256:bbe96cb9... there too (S1-008).
+    json_short_control_escapes=True,
 )
 
 CONTAINERD_20 = replace(

@@ -371,7 +371,10 @@ def rewrite_legacy_config(
     if profile.deferred_layer_download and layers:
         raise UnpackError(f"content digest {layers[0].get('digest', '')}: not found")
     raw["config"] = {**config, "mediaType": mediatypes.DOCKER_CONFIG}
-    new = _marshal_indent(encode_value(kind, raw))
+    new = _marshal_indent(
+        encode_value(kind, raw),
+        short_control_escapes=profile.json_short_control_escapes,
+    )
     new_desc = Descriptor(
         media_type=desc.media_type,
         digest=sha256_digest(new),

@@ -348,7 +348,11 @@ class Schema1Converter:
             ) from exc
         image["history"] = history
         image["rootfs"] = {"type": "layers", "diff_ids": layer_diff_ids}
-        config_bytes = marshal_indent(encode_value(image_kind, image))
+        # behaviors.md S1-008: the escapes of \b and \f follow the Go that built it.
+        short = self.profile.json_short_control_escapes
+        config_bytes = marshal_indent(
+            encode_value(image_kind, image), short_control_escapes=short
+        )
         config_desc = Descriptor(
             media_type=mediatypes.OCI_CONFIG,
             digest=sha256_digest(config_bytes),
@@ -361,7 +365,9 @@ class Schema1Converter:
             "layers": [d.to_json() for d in layers],
         }
         manifest_kind = _ocispec.manifest(spec11)
-        manifest_bytes = marshal_indent(encode_value(manifest_kind, manifest))
+        manifest_bytes = marshal_indent(
+            encode_value(manifest_kind, manifest), short_control_escapes=short
+        )
         manifest_desc = Descriptor(
             media_type=mediatypes.OCI_MANIFEST,
             digest=sha256_digest(manifest_bytes),

@@ -1,8 +1,9 @@
 """Go ``encoding/json`` encoding: ``MarshalIndent`` layout and escaping.
 
 Go escapes ``<``, ``>``, ``&``, U+2028 and U+2029 and writes control characters other than
-``\\n \\r \\t`` as ``\\u00XX`` (go1.19.8, which built Debian's containerd 1.6.20, predates
-the short ``\\b``/``\\f`` escapes; checked against that binary). A ``dict`` is emitted in
+``\\n \\r \\t`` as ``\\u00XX``. Backspace and form feed depend on the Go that built the
+runtime: go1.19.8 (Debian's containerd 1.6.20) writes ``\\u0008``/``\\u000c``, Go 1.22 and
+later ``\\b``/``\\f`` (both checked against those binaries). A ``dict`` is emitted in
 its own order (struct field order); :func:`encode_value` sorts map keys like Go.
 """
 
@@ -10,35 +11,28 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
 
 from refpull.gocompat.gojson import GoTime, Kind, zero_value
 
 __all__ = ["encode_value", "marshal_indent", "sorted_map"]
 
 
-def _escape_char(ch: str) -> str:
-    code = ord(ch)
-    if ch == '"':
-        return '\\"'
-    if ch == "\\":
-        return "\\\\"
-    if ch == "\n":
-        return "\\n"
-    if ch == "\r":
-        return "\\r"
-    if ch == "\t":
-        return "\\t"
-    return f"\\u{code:04x}"
-
-
 # Go's encodeState.string with escapeHTML=true (json.Marshal's default).
 _NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f<>&\u2028\u2029]')
+_SHORT: Final = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# https://go.dev/doc/go1.22#encoding/json: "Marshaling and encoding functionality now
+# escapes '\b' and '\f' characters as \b and \f instead of \u0008 and \u000c."
+_SHORT_GO122: Final = {**_SHORT, "\b": "\\b", "\f": "\\f"}
 
 
-def _quote(s: str) -> str:
-    return '"' + _NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group(0)), s) + '"'
+def _quote(s: str, short: Mapping[str, str]) -> str:
+    def escape(match: re.Match[str]) -> str:
+        ch = match.group(0)
+        return short.get(ch) or f"\\u{ord(ch):04x}"
+
+    return '"' + _NEEDS_ESCAPE.sub(escape, s) + '"'
 
 
 def sorted_map(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +40,9 @@ def sorted_map(mapping: dict[str, Any]) -> dict[str, Any]:
     return {k: mapping[k] for k in sorted(mapping)}
 
 
-def _encode(value: Any, indent: str, level: int) -> Iterator[str]:
+def _encode(
+    value: Any, indent: str, level: int, short: Mapping[str, str]
+) -> Iterator[str]:
     if value is None:
         yield "null"
     elif value is True:
@@ -56,11 +52,11 @@ def _encode(value: Any, indent: str, level: int) -> Iterator[str]:
     elif isinstance(value, int):
         yield str(value)
     elif isinstance(value, str):
-        yield _quote(value)
+        yield _quote(value, short)
     elif isinstance(value, bytes):
-        yield _quote(base64.b64encode(value).decode("ascii"))
+        yield _quote(base64.b64encode(value).decode("ascii"), short)
     elif isinstance(value, GoTime):
-        yield _quote(value.format())
+        yield _quote(value.format(), short)
     elif isinstance(value, list | tuple):
         if not value:
             yield "[]"
@@ -69,7 +65,7 @@ def _encode(value: Any, indent: str, level: int) -> Iterator[str]:
         yield "["
         for i, item in enumerate(value):
             yield ("," if i else "") + inner
-            yield from _encode(item, indent, level + 1)
+            yield from _encode(item, indent, level + 1, short)
         yield "\n" + indent * level + "]"
     elif isinstance(value, dict):
         if not value:
@@ -78,8 +74,8 @@ def _encode(value: Any, indent: str, level: int) -> Iterator[str]:
         inner = "\n" + indent * (level + 1)
         yield "{"
         for i, (key, item) in enumerate(value.items()):
-            yield ("," if i else "") + inner + _quote(key) + ": "
-            yield from _encode(item, indent, level + 1)
+            yield ("," if i else "") + inner + _quote(key, short) + ": "
+            yield from _encode(item, indent, level + 1, short)
         yield "\n" + indent * level + "}"
     else:
         raise TypeError(f"cannot encode {type(value).__name__}")
@@ -134,10 +130,20 @@ def encode_value(kind: Kind, value: Any) -> Any:
     return value
 
 
-def marshal_indent(value: Any, indent: str = "   ") -> bytes:
+def marshal_indent(
+    value: Any, indent: str = "   ", *, short_control_escapes: bool = False
+) -> bytes:
     """Encode *value* like Go's ``json.MarshalIndent(value, "", indent)``.
+
+    Args:
+        value: encoder input (see :func:`encode_value`).
+        indent: one level of indentation.
+        short_control_escapes: write backspace and form feed as ``\\b``/``\\f`` (Go 1.22
+            and later) instead of ``\\u0008``/``\\u000c`` (the profile's
+            ``json_short_control_escapes``, S1-008).
 
     Returns:
         UTF-8 bytes without a trailing newline.
     """
-    return "".join(_encode(value, indent, 0)).encode("utf-8")
+    short = _SHORT_GO122 if short_control_escapes else _SHORT
+    return "".join(_encode(value, indent, 0, short)).encode("utf-8")
