@@ -19,6 +19,7 @@ from cri_conformance.mutation import (
     load_mutants,
 )
 from cri_conformance.mutation.__main__ import main
+from cri_conformance.mutation.runner import RunSettings, _command, baseline_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 MUTANTS = ROOT / "conformance" / "mutants"
@@ -80,3 +81,40 @@ def test_an_applied_mutant_changes_only_its_copy(tmp_path: Path) -> None:
     mutated = (copy / mutant.file).read_text()
     assert mutant.replace in mutated
     assert mutant.find in (SRC / mutant.file).read_text()
+
+
+_ENTRY = (
+    "[[mutant]]\n"
+    'id = "CRI-007-x"\nbehavior = "CRI-007"\nprofiles = ["containerd-2.0"]\n'
+    'file = "refpull/gocompat/imageref.py"\nfind = "a"\nreplace = "b"\nwhy = "w"\n'
+)
+
+
+def test_a_mutant_names_the_target_that_runs_its_code(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(_ENTRY + 'target = "reference-grpc"\n')
+    [mutant] = load_mutants(tmp_path)
+    assert mutant.target == "reference-grpc"
+    settings = RunSettings(src=SRC, suite=ROOT / "conformance" / "suite", cwd=ROOT)
+    argv = _command(settings, tmp_path, mutant.target, "containerd-2.0", "CRI-007")
+    assert argv[argv.index("--target") + 1] == "reference-grpc"
+    assert argv[argv.index("--profile") + 1] == "containerd-2.0"
+
+
+def test_the_baseline_runs_every_target_and_profile_its_mutants_use(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.toml").write_text(
+        _ENTRY
+        + 'target = "reference-grpc"\n'
+        + _ENTRY.replace("CRI-007-x", "CRI-007-y")
+    )
+    assert baseline_runs(load_mutants(tmp_path)) == [
+        ("reference", "containerd-2.0"),
+        ("reference-grpc", "containerd-2.0"),
+    ]
+
+
+def test_a_target_that_cannot_run_a_mutant_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(_ENTRY + 'target = "containerd"\n')
+    with pytest.raises(MutantError, match="target must be one of"):
+        load_mutants(tmp_path)

@@ -33,6 +33,7 @@ from cri_conformance.mutation.runner import (
     Outcome,
     RunSettings,
     baseline,
+    baseline_runs,
     run_mutants,
 )
 
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.monotonic()
     if not args.no_baseline:
-        base = baseline(settings, sorted({p for m in selected for p in m.profiles}))
+        base = baseline(settings, baseline_runs(selected))
         if base.status != "survived":
             print(
                 f"mutation: the suite fails against the UNMUTATED reference "

@@ -12,6 +12,7 @@ A mutant is one small semantic patch of the reference puller that models a real 
     replace = "the mutated text"
     why = "the real-world bug this models"
     survives = "optional: why the suite does not kill it (shown, never hidden)"
+    target = "optional: reference-grpc for a mutant of the CRI server (default reference)"
 
 The suite kills a mutant when it fails against the mutated reference. Nothing here
 runs the suite: :mod:`cri_conformance.mutation.runner` does.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 __all__ = [
     "PROFILES",
+    "TARGETS",
     "Mutant",
     "MutantError",
     "apply_mutant",
@@ -49,7 +51,10 @@ def _profiles() -> tuple[str, ...]:
 PROFILES = _profiles()
 
 _REQUIRED = ("id", "behavior", "profiles", "file", "find", "replace", "why")
-_OPTIONAL = ("survives",)
+_OPTIONAL = ("survives", "target")
+#: What the suite may grade a mutant through: the in-process reference, or ``refpull
+#: serve`` over its CRI socket for mutants of the gRPC layer the former never runs.
+TARGETS = ("reference", "reference-grpc")
 _ID = re.compile(r"^[A-Z0-9][A-Za-z0-9._-]*$")
 _BEHAVIOR = re.compile(r"^[A-Z0-9]+-\d{3}$")
 
@@ -71,6 +76,7 @@ class Mutant:
     why: str
     survives: str | None
     source: Path
+    target: str = "reference"
 
     @property
     def area(self) -> str:
@@ -90,7 +96,7 @@ def _mutant(entry: object, source: Path, index: int) -> Mutant:
     if missing or unknown:
         raise MutantError(
             f"{where}: missing keys {missing}, unknown keys {unknown}; "
-            f"write exactly {', '.join(_REQUIRED)} (+ optional survives)"
+            f"write exactly {', '.join(_REQUIRED)} (+ optional {', '.join(_OPTIONAL)})"
         )
     strings = [k for k in (*_REQUIRED, *_OPTIONAL) if k in entry and k != "profiles"]
     for key in strings:
@@ -109,6 +115,9 @@ def _mutant(entry: object, source: Path, index: int) -> Mutant:
         or len(set(profiles)) != len(profiles)
     ):
         raise MutantError(f"{ident}: profiles must be a non-empty subset of {PROFILES}")
+    target = entry.get("target", "reference")
+    if target not in TARGETS:
+        raise MutantError(f"{ident}: target must be one of {TARGETS}, got {target!r}")
     if entry["find"] == entry["replace"]:
         raise MutantError(f"{ident}: replace equals find; the mutant changes nothing")
     file = entry["file"]
@@ -124,6 +133,7 @@ def _mutant(entry: object, source: Path, index: int) -> Mutant:
         why=entry["why"],
         survives=entry.get("survives"),
         source=source,
+        target=target,
     )
 
 

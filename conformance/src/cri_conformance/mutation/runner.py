@@ -1,7 +1,8 @@
 """Run the suite against mutated copies of refpull, in parallel, and tally the kills.
 
 Each mutant is applied to a copy of ``reference/src/refpull`` in a temp directory and
-the suite runs against ``--target reference`` once per profile the mutant names, with
+the suite runs against ``--target reference`` (or the mutant's ``target``, such as
+``reference-grpc`` for a mutant of the CRI server) once per profile the mutant names, with
 the copy first on ``PYTHONPATH`` (the run refuses to start if another refpull is
 imported: see :mod:`cri_conformance.mutation._first`). A mutant is *killed* when any
 of those runs fails, *survives* when all pass, and *times out* when a run outlives
@@ -22,7 +23,14 @@ from pathlib import Path
 
 from cri_conformance.mutation.mutants import Mutant, apply_mutant, copy_sources
 
-__all__ = ["Outcome", "RunSettings", "baseline", "run_mutant", "run_mutants"]
+__all__ = [
+    "Outcome",
+    "RunSettings",
+    "baseline",
+    "baseline_runs",
+    "run_mutant",
+    "run_mutants",
+]
 
 KILLED, SURVIVED, TIMEOUT, ERROR = "killed", "survived", "timeout", "error"
 #: pytest exit codes: 1 tests failed, 2 interrupted (a collection error).
@@ -52,14 +60,16 @@ class Outcome:
     detail: str = ""
 
 
-def _command(settings: RunSettings, copy: Path, profile: str, first: str) -> list[str]:
+def _command(
+    settings: RunSettings, copy: Path, target: str, profile: str, first: str
+) -> list[str]:
     return [
         sys.executable,
         "-m",
         "pytest",
         str(settings.suite),
         "--target",
-        "reference",
+        target,
         "--profile",
         profile,
         "-x",
@@ -92,13 +102,19 @@ def _first_failure(output: str) -> str:
 
 
 def _run_profiles(
-    settings: RunSettings, copy: Path, profiles: Sequence[str], first: str
+    settings: RunSettings,
+    copy: Path,
+    runs: Sequence[tuple[str, str]],
+    first: str,
 ) -> Outcome:
+    """Run the suite once per (target, profile) in *runs*; stop at the first kill."""
     outcome = Outcome(mutant=None, status=SURVIVED)
-    for profile in profiles:
+    for target, profile in runs:
+        # The key in outcome.runs and in messages: the profile, and a target of its own.
+        key = profile if target == "reference" else f"{profile} ({target})"
         try:
             proc = subprocess.run(
-                _command(settings, copy, profile, first),
+                _command(settings, copy, target, profile, first),
                 cwd=settings.cwd,
                 env=_environment(copy),
                 capture_output=True,
@@ -107,19 +123,19 @@ def _run_profiles(
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            outcome.runs[profile] = None
+            outcome.runs[key] = None
             outcome.status = TIMEOUT
-            outcome.detail = f"{profile}: no result after {settings.timeout:.0f} s"
+            outcome.detail = f"{key}: no result after {settings.timeout:.0f} s"
             continue
-        outcome.runs[profile] = proc.returncode
+        outcome.runs[key] = proc.returncode
         output = proc.stdout + proc.stderr
         if proc.returncode in _FAILED:
             outcome.status = KILLED
-            outcome.killed_by = f"{profile}: {_first_failure(output)}"
+            outcome.killed_by = f"{key}: {_first_failure(output)}"
             return outcome
         if proc.returncode != 0:
             outcome.status = ERROR
-            outcome.detail = f"{profile}: pytest exit {proc.returncode}: " + (
+            outcome.detail = f"{key}: pytest exit {proc.returncode}: " + (
                 _first_failure(output)
             )
             return outcome
@@ -131,18 +147,27 @@ def run_mutant(mutant: Mutant, settings: RunSettings) -> Outcome:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.id[:40]}-") as tmp:
         copy = apply_mutant(mutant, settings.src, Path(tmp) / "src")
-        outcome = _run_profiles(settings, copy, mutant.profiles, mutant.behavior)
+        runs = [(mutant.target, profile) for profile in mutant.profiles]
+        outcome = _run_profiles(settings, copy, runs, mutant.behavior)
     outcome.mutant = mutant
     outcome.seconds = time.monotonic() - started
     return outcome
 
 
-def baseline(settings: RunSettings, profiles: Sequence[str]) -> Outcome:
-    """Run the suite against an unmutated copy: it must pass, or no kill means anything."""
+def baseline_runs(mutants: Sequence[Mutant]) -> list[tuple[str, str]]:
+    """The (target, profile) runs the baseline needs to vouch for *mutants*' kills."""
+    return sorted({(m.target, p) for m in mutants for p in m.profiles})
+
+
+def baseline(settings: RunSettings, runs: Sequence[tuple[str, str]]) -> Outcome:
+    """Run the suite against an unmutated copy: it must pass, or no kill means anything.
+
+    *runs* are (target, profile) pairs, as :func:`baseline_runs` lists them.
+    """
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mutant-baseline-") as tmp:
         copy = copy_sources(settings.src, Path(tmp) / "src")
-        outcome = _run_profiles(settings, copy, profiles, "")
+        outcome = _run_profiles(settings, copy, runs, "")
     outcome.seconds = time.monotonic() - started
     return outcome
 

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import refpull
 from cri_conformance.targets._managed import ManagedTarget
 from cri_conformance.targets.base import (
     Capability,
@@ -189,6 +190,14 @@ class ReferenceGrpcTarget(ManagedTarget):
     @property
     def socket(self) -> Path:
         return self.workdir / "refpull.sock"
+
+    def _environ(self) -> dict[str, str]:
+        env = super()._environ()
+        # ``refpull serve`` runs the refpull this process imported, not whichever one
+        # its interpreter finds first: under the mutation gate that is the mutated
+        # copy (PYTHONPATH), which a bare environment would silently replace.
+        env["PYTHONPATH"] = str(Path(refpull.__file__).resolve().parents[1])
+        return env
 
     def _launch(self) -> list[str]:
         config, self.unsupported_hosts, self.registry_style = write_config(
