@@ -1,6 +1,6 @@
 """Credentials that must never travel in clear text or come back over CRI.
 
-Catalog areas CHAL and ERR (behaviors.md §7, §10); upstream findings F-03, F-07.
+Catalog areas AUTH, CHAL and ERR (behaviors.md §7, §10); upstream findings F-03, F-07.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from registry_sim.faults import Fault, Match, Redirect
 ALICE = {"username": "alice", "password": "alice-secret"}
 
 
-@pytest.mark.behavior("CHAL-008")
+@pytest.mark.behavior("AUTH-011")
 def test_authorization_is_not_replayed_after_an_https_to_http_redirect(
     case: Case,
 ) -> None:
