@@ -9,8 +9,9 @@ arrives (the journal's order can swap two exchanges of different connections):
 
 * for the tag, every endpoint with ``pull`` and ``resolve``, in order, at its exact
   scheme, host and path (``/v2`` appended unless ``override_path``);
-* for the config blob, every endpoint in order (containerd's fetcher walks all of a
-  registry's hosts; every endpoint of these vectors has ``pull``);
+* for the config blob, every endpoint in order: containerd's fetcher walks all of a
+  registry's hosts for content, whatever their ``capabilities`` (1.6.20 to 2.3.4
+  ``remotes/docker/fetcher.go`` ``Fetch`` loops ``r.hosts``);
 * an entry's ``header`` table on every request to it, and on no other.
 
 So that all vectors fit in one configuration, every ``<name>.test`` of a vector
@@ -107,7 +108,14 @@ def _setup(world: World, profile: str, vectors: list[Any]) -> RegistrySetup:
             if leaf != "hosts.toml":
                 continue  # certificate files: not written (see the module docstring)
             files[_private(directory, vector)] = _private(text, vector)
-        hosts = {vector["registry"], *(e["host"] for e in vector["endpoints"])}
+        # Every name in the files is served too, so a host the vector does not
+        # expect is seen when asked (not refused by the proxy unseen).
+        named = {
+            f"{m[1]}.test"
+            for text in vector["files"].values()
+            for m in _NAME.finditer(text)
+        }
+        hosts = {vector["registry"], *(e["host"] for e in vector["endpoints"]), *named}
         for host in hosts:
             name = _bare(_private(host, vector))
             if (id(world), name) not in _APPS:
@@ -224,7 +232,13 @@ class TestHostDirectories:
         return _setup(world, profile, _vectors(default_dir=False))
 
     @pytest.mark.behavior(
-        "HOST-010", "HOST-011", "HOST-012", "HOST-013", "HOST-014", "CFG-004"
+        "HOST-008",
+        "HOST-010",
+        "HOST-011",
+        "HOST-012",
+        "HOST-013",
+        "HOST-014",
+        "CFG-004",
     )
     @pytest.mark.parametrize("vector", _vectors(default_dir=False))
     def test_endpoints_are_asked_as_the_vector_states(
