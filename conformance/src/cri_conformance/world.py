@@ -174,6 +174,9 @@ class World:
         self.untrusted_skip.start()
         self.untrusted = RegistrySim(tls=True)
         self.untrusted.start()
+        # XPORT-003: a trusted https registry that offers h2 first in ALPN.
+        self.h2 = RegistrySim(tls=ca, alpn=("h2", "http/1.1"))
+        self.h2.start()
         self.closed_port = _closed_port()
         # Replays of the AuthConfig vectors: loopback http, Basic, any credential.
         self.any_basic = RegistrySim(auth=AnyBasicAuth())
@@ -226,6 +229,8 @@ class World:
                 # TLS-004/TLS-006: untrusted certificates, skipped and verified.
                 "skipverify.test": [self.untrusted_skip.url],
                 "verify.test": [self.untrusted.url],
+                # XPORT-003: an https mirror offering h2 in ALPN.
+                "h2.test": [self.h2.url],
                 # EP-007/TLS-003: a good mirror followed by one whose CA file is missing.
                 "eager.test": ["https://mirror-a.test", "https://broken-ca.test"],
                 # RES-006: a first mirror nobody listens on, then a working one.
@@ -304,6 +309,7 @@ class World:
             self.tls_http,
             self.untrusted_skip,
             self.untrusted,
+            self.h2,
             self.reload_ca,
             self.any_basic,
         ]

@@ -164,6 +164,7 @@ class Connection:
         self.scheme = "http"
         self.reader = LineReader(sock)
         self.client_subject: str | None = None
+        self.alpn: str | None = None
         self.tunnel: Tunnel | None = None
 
     def start_tls(self, context: ssl.SSLContext) -> bool:
@@ -182,6 +183,7 @@ class Connection:
             return False
         self.scheme = "https"
         self.client_subject = subject_string(tls.getpeercert())
+        self.alpn = tls.selected_alpn_protocol()
         return True
 
     def close(self) -> None:
@@ -304,6 +306,7 @@ class Connection:
         request.scheme = self.scheme
         request.connection_id = self.id
         request.client_cert_subject = self.client_subject
+        request.alpn = self.alpn
         return request
 
     def _refuse(self, err: MessageError) -> None:

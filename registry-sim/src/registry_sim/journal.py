@@ -67,6 +67,7 @@ class Exchange:
     fault: str | None = None
     proxied_via: str | None = None
     auth: Auth = None
+    alpn: str | None = None  # the ALPN protocol negotiated on the connection
 
     @classmethod
     def build(
@@ -123,6 +124,7 @@ class Exchange:
             fault=fault,
             proxied_via=proxied_via,
             auth=auth,
+            alpn=request.alpn,
         )
 
     def header(self, name: str) -> str | None:

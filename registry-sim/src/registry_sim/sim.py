@@ -103,6 +103,9 @@ class RegistrySim:
         storage_root: keep blobs there instead of a private temp directory.
         mtls: with TLS, require a client certificate issued by the CA.
         names: extra DNS names/IPs for the server certificate.
+        alpn: with TLS, the ALPN protocols offered (``("h2", "http/1.1")`` makes a
+            registry that would speak HTTP/2 to a client offering it; the simulator
+            itself speaks HTTP/1.1 only). The journal records what was negotiated.
     """
 
     def __init__(
@@ -116,7 +119,9 @@ class RegistrySim:
         storage_root: Path | None = None,
         mtls: bool = False,
         names: Sequence[str] = (),
+        alpn: Sequence[str] = (),
     ) -> None:
+        self._alpn = tuple(alpn)
         self._owns_ca = tls is True
         self._ca: SimCA | None = SimCA() if tls is True else (tls or None)
         self._mtls = mtls
@@ -134,7 +139,9 @@ class RegistrySim:
         if self._ca is not None:
             bare = host.strip("[]")
             cert_names = list(dict.fromkeys([bare, *_LOOPBACK_NAMES, *names]))
-            context = self._ca.server_context(cert_names, require_client_cert=mtls)
+            context = self._ca.server_context(
+                cert_names, require_client_cert=mtls, alpn=self._alpn
+            )
         try:
             self.server = RegistryServer(
                 self.router,
@@ -380,7 +387,7 @@ class RegistrySim:
             if name not in self._leaves:
                 # mTLS holds for every name: a per-name context must not relax it.
                 self._leaves[name] = self._ca.server_context(
-                    [name], require_client_cert=self._mtls
+                    [name], require_client_cert=self._mtls, alpn=self._alpn
                 )
             return self._leaves[name]
 

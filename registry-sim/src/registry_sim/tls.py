@@ -114,13 +114,19 @@ class SimCA:
     # -- server side ------------------------------------------------------------------
 
     def server_context(
-        self, names: Sequence[str], *, require_client_cert: bool = False
+        self,
+        names: Sequence[str],
+        *,
+        require_client_cert: bool = False,
+        alpn: Sequence[str] = (),
     ) -> ssl.SSLContext:
         """A server context presenting a leaf for ``names`` (DNS names or IPs).
 
         Args:
             names: subject alternative names (e.g. ``127.0.0.1``, ``localhost``).
             require_client_cert: demand a client certificate issued by this CA.
+            alpn: ALPN protocols offered, in the server's order of preference
+                (none by default: the handshake then negotiates no protocol).
 
         Returns:
             The context (TLS 1.2+).
@@ -136,6 +142,10 @@ class SimCA:
         if require_client_cert:
             ctx.verify_mode = ssl.CERT_REQUIRED
             self._ca.configure_trust(ctx)
+        if alpn:
+            # RFC 7301 §3.2: the server picks one of the client's protocols; OpenSSL
+            # picks the first of ``alpn`` the client also offered.
+            ctx.set_alpn_protocols(list(alpn))
         return ctx
 
     def context_for_name(self, name: str) -> ssl.SSLContext:

@@ -95,6 +95,8 @@ class Request:
     scheme: str = "http"
     connection_id: int = 0
     client_cert_subject: str | None = None
+    #: The ALPN protocol the TLS handshake negotiated (``None``: none, or plain http).
+    alpn: str | None = None
 
     @property
     def query(self) -> dict[str, list[str]]:
