@@ -52,7 +52,10 @@ def _matrix_doc() -> Doc:
 
 
 def _report() -> RunReport:
-    """Failing security cases with long node IDs, digests and paths in every column."""
+    """Security cases with long node IDs, digests and paths, every verdict seen.
+
+    Every verdict is a column of the behaviour x verdict matrix section.
+    """
     catalog = load_catalog()
     security = [b.id for b in catalog if b.level == "SECURITY"]
     cases = tuple(
@@ -63,7 +66,7 @@ def _report() -> RunReport:
             ),
             behaviors=(bid, security[(i + 1) % len(security)]),
             level="SECURITY",
-            verdict=(Verdict.FAIL, Verdict.XFAIL, Verdict.CRASH)[i % 3],
+            verdict=list(Verdict)[i % len(Verdict)],
             target="containerd",
             profile="containerd-1.6",
             message=f"failed to copy {DIGEST}: /var/lib/containerd/io.containerd."

@@ -375,7 +375,7 @@ def _matrix_section(report: RunReport) -> Section:
         )
         blocks += [
             Para(f"**{area}**"),
-            Table(("behaviour", "level", "title", *used), tuple(rows)),
+            Table(("behaviour", "level", "title", *used), tuple(rows), grid_from=3),
         ]
     return Section(
         "Behaviour x verdict matrix", tuple(blocks) or (Para("No cases ran."),)
