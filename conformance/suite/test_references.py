@@ -7,8 +7,12 @@ the recorded repo tags; rejected ones must fail before any request is made.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
+from cri_conformance.catalog import fixtures_dir
 from cri_conformance.scenario import Case
 from cri_conformance.targets.base import Capability
 
@@ -150,6 +154,59 @@ def test_localhost_with_port_is_a_domain(case: Case) -> None:
     port = case.world.sim.host_port.rsplit(":", 1)[1]
     assert case.pull(f"localhost:{port}/{case.repo}:1") == image.config_digest
     assert f"/v2/{case.repo}/manifests/1" in _manifest_paths(case)
+
+
+def _refused_vectors(behavior: str) -> list[Any]:
+    """The rejected inputs of ``fixtures/vectors/references.json`` for *behavior*."""
+    path = fixtures_dir() / "vectors" / "references.json"
+    vectors: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    return [
+        pytest.param(v, id=v["id"])
+        for v in vectors
+        if v["behavior"] == behavior and "error" in v["expect"]
+    ]
+
+
+# distribution/reference v0.6.0 (vendored by containerd 1.7.34, 2.0.11 and 2.3.4)
+# normalize.go splitDockerDomain: "Uppercase namespaces are not allowed, so if the
+# first element is not lowercase, we assume it to be a domain-name". The catalog's
+# REF-002, references.json and refpull state the older grammar of the seed and 1.6.
+UPPER_FIRST_IS_DOMAIN = (
+    "from containerd 1.7 an upper-case first component is a domain "
+    "(distribution/reference v0.6.0 splitDockerDomain); refpull and REF-002 keep the "
+    "1.6 grammar"
+)
+
+
+@pytest.mark.behavior("REF-002", "REF-005", "ERR-001")
+@pytest.mark.parametrize("vector", _refused_vectors("REF-002"))
+def test_domain_test_is_case_sensitive(case: Case, vector: dict[str, Any]) -> None:
+    """``LOCALHOST/foo`` has no domain: the ``localhost`` test is exact (REF-002).
+
+    Up to 1.6 its first component is then an upper-case path component, so the
+    reference fails parsing with the vector's reason and no registry (nor proxy) is
+    contacted. From 1.7 the upper-case first component is a domain (measured on
+    1.7.34, 2.0.11 and 2.3.4): ``LOCALHOST`` is asked for, through the proxy, as Go
+    proxies every name but the exact ``localhost``.
+    """
+    if not case.since("containerd-1.7"):
+        error = case.pull_error(vector["input"])
+        assert error.code == "UNKNOWN"
+        assert vector["expect"]["reason"] in error.message, error.message
+        _assert_no_request(case)
+        return
+    if case.target.name.startswith("reference"):
+        pytest.skip(f"known reference gap: {UPPER_FIRST_IS_DOMAIN}")
+    case.require(Capability.PROXY_ENVIRONMENT)
+    first = vector["input"].split("/", 1)[0]
+    error = case.pull_error(vector["input"])
+    # The proxy refuses the unknown name with 502: a transport error (Unknown).
+    assert error.code == "UNKNOWN"
+    assert vector["expect"]["reason"] not in error.message, error.message
+    connects = [
+        ex.host.lower() for ex in case.world.journal.exchanges if ex.method == "CONNECT"
+    ]
+    assert connects == [f"{first.lower()}:443"], case.journal_text()
 
 
 @pytest.mark.behavior("REF-003", "REF-013")

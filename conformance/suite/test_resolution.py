@@ -24,7 +24,7 @@ from registry_sim.faults import (
     WrongDigestHeader,
     WrongMediaType,
 )
-from registry_sim.images import Image
+from registry_sim.images import Image, Schema1
 from registry_sim.journal import Exchange
 from registry_sim.wire import Headers, Request, Response
 
@@ -91,6 +91,87 @@ def test_head_without_digest_header_falls_back_to_get(case: Case) -> None:
     # The digest now comes from hashing the body the GET returned.
     assert digest == "sha256:" + hashlib.sha256(image.manifest).hexdigest()
     assert list(info.repo_digests) == [case.ref(None, digest=digest)]
+
+
+def _chunked_head(digest_header: str) -> Custom:
+    """Answer a HEAD with *digest_header* and chunked framing: no ``Content-Length``.
+
+    Go reads a HEAD answer's length from ``Content-Length`` alone, so a chunked one
+    has ``ContentLength == -1`` (net/http transfer.go readTransfer).
+    """
+
+    def answer(request: Request, response: Response) -> Response:
+        headers = response.headers.copy()
+        headers.remove("Content-Length")
+        headers.set("Docker-Content-Digest", digest_header)
+        return Response(response.status, headers, iter(()))
+
+    return Custom(answer)
+
+
+@pytest.mark.behavior("RES-002")
+def test_head_digest_without_content_length_is_not_trusted(case: Case) -> None:
+    """A digest header on a HEAD without ``Content-Length`` is ignored: GET decides.
+
+    The HEAD names the digest of an older image in the same repository (a stale
+    cache, say); containerd trusts a header only with a length (resolver.go Resolve:
+    ``dgstHeader != "" && size != -1``), so the tag's current manifest is fetched,
+    hashed and pulled.
+    """
+    stale = case.image(salt="stale")
+    stale_digest = case.push(stale, "0")
+    image = case.image()
+    digest = case.push(image, "1")
+    assert stale_digest != digest
+    case.world.add_fault(
+        Fault(Match(method="HEAD", path="/manifests/1$"), _chunked_head(stale_digest))
+    )
+    assert case.pull(case.ref("1")) == image.config_digest
+    tag_path = f"/v2/{case.repo}/manifests/1"
+    manifests = _manifests(case)
+    assert _calls(manifests) == [
+        ("HEAD", tag_path, 200),
+        ("GET", tag_path, 200),
+        ("GET", f"/v2/{case.repo}/manifests/{digest}", 200),
+    ], case.journal_text()
+    assert manifests[0].bytes_announced is None  # the HEAD really had no length
+    info = case.status(case.ref("1"))
+    assert info is not None
+    assert info.id == image.config_digest
+    assert list(info.repo_digests) == [case.ref(None, digest=digest)]
+
+
+@pytest.mark.behavior("RES-002", "S1-002")
+def test_signed_schema1_fetched_by_get_is_digested_without_signatures(
+    case: Case,
+) -> None:
+    """A signed schema1 digested from the GET body is hashed as its payload.
+
+    The HEAD carries no digest, so the resolver hashes the GET body; for schema1 it
+    strips the signatures first (S1-002), and the manifest is then fetched under
+    the digest distribution gives it: the sha256 of the payload.
+    """
+    if case.since("containerd-2.0"):
+        pytest.skip(
+            f"unsupported: {case.profile} refuses schema1 manifests (S1-001; "
+            "test_schema1.py::test_schema1_pull_follows_the_profile shows it)"
+        )
+    s1 = Schema1.signed([case.layer(0)], name=case.repo, tag="1", nonce=case.nonce)
+    assert s1.digest != s1.body_digest  # the signatures change the hash
+    assert case.push(s1, "1") == s1.digest
+    case.world.add_fault(
+        Fault(
+            Match(method="HEAD", path="/manifests/1$"),
+            DropHeader("Docker-Content-Digest"),
+        )
+    )
+    assert case.pull(case.ref("1")).startswith("sha256:")
+    tag_path = f"/v2/{case.repo}/manifests/1"
+    assert _calls(_manifests(case)) == [
+        ("HEAD", tag_path, 200),
+        ("GET", tag_path, 200),
+        ("GET", f"/v2/{case.repo}/manifests/{s1.digest}", 200),
+    ], case.journal_text()
 
 
 @pytest.mark.behavior("RES-003", "ERR-001")
