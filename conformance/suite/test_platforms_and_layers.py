@@ -80,10 +80,13 @@ def test_index_without_a_matching_platform_is_not_found(case: Case) -> None:
 
 @pytest.mark.behavior("PULL-001")
 def test_index_with_only_386_follows_the_profile(case: Case) -> None:
-    """On amd64, a 386-only index is NotFound in the seed and pulled by containerd 1.6."""
+    """On amd64, a 386-only index is NotFound in the seed and pulled by containerd 1.6;
+    2.3's transfer service never downloads the 386 entry its CRI then picks: NotFound."""
     i386 = _platform_image(case, "386", I386)
     case.push(Index.oci([i386]), "multi")
-    if profile_fact(case.profile, "amd64_platform_fallbacks"):
+    if profile_fact(case.profile, "amd64_platform_fallbacks") and not profile_fact(
+        case.profile, "transfer_fetches_exact_platform_entries"
+    ):
         assert case.pull(case.ref("multi")) == i386.config_digest
     else:
         assert case.pull_error(case.ref("multi")).code == "NOT_FOUND"
@@ -101,12 +104,14 @@ def test_amd64_is_preferred_over_an_earlier_386_entry(case: Case) -> None:
 
 @pytest.mark.behavior("PULL-001")
 def test_entries_without_platform_sort_after_matching_ones(case: Case) -> None:
-    """A platform-less entry is kept but ranks after a matching platform."""
+    """A platform-less entry is kept but ranks after a matching platform (2.3's
+    transfer service still downloads it)."""
     bare = _platform_image(case, "bare")
     amd64 = _platform_image(case, "amd64", AMD64)
     case.push(Index.oci([(bare, None), amd64]), "multi")
     assert case.pull(case.ref("multi")) == amd64.config_digest
-    assert not _fetched(case, bare)
+    every = profile_fact(case.profile, "transfer_fetches_exact_platform_entries")
+    assert _fetched(case, bare) is every, case.journal_text()
 
 
 @pytest.mark.behavior("PULL-001")
@@ -119,12 +124,14 @@ def test_entry_without_platform_is_pulled_when_alone(case: Case) -> None:
 
 @pytest.mark.behavior("PULL-001")
 def test_equal_matches_keep_index_order(case: Case) -> None:
-    """Two amd64 entries: the first one in the index is pulled."""
+    """Two amd64 entries: the first one in the index is pulled (2.3's transfer service
+    downloads the second one too)."""
     first = _platform_image(case, "first", AMD64)
     second = _platform_image(case, "second", AMD64)
     case.push(Index.oci([first, second]), "multi")
     assert case.pull(case.ref("multi")) == first.config_digest
-    assert not _fetched(case, second)
+    every = profile_fact(case.profile, "transfer_fetches_exact_platform_entries")
+    assert _fetched(case, second) is every, case.journal_text()
 
 
 # -- PULL-002: concurrency ---------------------------------------------------------------

@@ -210,6 +210,32 @@ def test_retry_triggers_and_budget(
     assert retry_decision(status, method, path, attempts) is decision
 
 
+@pytest.mark.behavior("CHAL-007")
+@pytest.mark.parametrize(
+    ("status", "previous", "last_host", "decision"),
+    [
+        pytest.param(503, None, True, Retry.AGAIN, id="first-503-on-the-last-host"),
+        pytest.param(500, 503, True, Retry.AGAIN, id="another-server-error"),
+        pytest.param(503, 503, True, Retry.STOP, id="same-status-twice"),
+        pytest.param(504, None, False, Retry.STOP, id="not-the-last-host"),
+        pytest.param(502, None, True, Retry.STOP, id="502-is-final"),
+    ],
+)
+def test_server_errors_are_retried_once_on_the_last_host_in_2_3(
+    status: int, previous: int | None, last_host: bool, decision: Retry
+) -> None:
+    got = retry_decision(
+        status,
+        "GET",
+        "/v2/a/blobs/x",
+        1,
+        5,
+        previous=previous,
+        server_errors_on_last_host=last_host,
+    )
+    assert got is decision
+
+
 @pytest.mark.behavior("CHAL-008")
 @pytest.mark.parametrize(
     ("url", "key"),

@@ -21,6 +21,7 @@ from refpull.content.manifests import (
     parse_manifest,
     rewrite_legacy_config,
     select_platform,
+    transfer_entries,
 )
 from refpull.digest import sha256_digest
 from refpull.errors import (
@@ -273,6 +274,21 @@ def test_arm64_hosts_fall_back_to_arm_variants(profile: Profile) -> None:
     )
     host = Platform(os="linux", architecture="aarch64")
     assert select_platform(index, host, profile).digest == dg("2")
+
+
+@pytest.mark.behavior("PULL-001")
+def test_transfer_entries_are_exact_platform_matches_and_platform_less_ones() -> None:
+    index = index_of(
+        entry("linux", "386", c="1"),
+        entry("linux", "amd64", c="2"),
+        {"mediaType": mt.OCI_MANIFEST, "digest": dg("3"), "size": 1},
+        entry("linux", "amd64", "v2", c="4"),
+        entry("linux", "x86_64", "v1", c="5"),
+        entry("linux", "arm64", c="6"),
+    )
+    host = Platform(os="linux", architecture="amd64")
+    got = [d.digest for d in transfer_entries(index, host)]
+    assert got == [dg("2"), dg("3"), dg("5")]
 
 
 @pytest.mark.behavior("PULL-001")

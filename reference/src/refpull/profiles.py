@@ -130,6 +130,11 @@ class Profile:
     fetch_accepts_zstd: bool = False
     #: CHAL-007: attempts of one request in all (retries on 401/405/408/429 included).
     retry_attempts: int = 6
+    #: CHAL-007: a 500, 503 or 504 from the last host tried is retried once more (2.3).
+    server_errors_retried_on_last_host: bool = False
+    #: PULL-001: the transfer service downloads every index entry whose platform is the
+    #: host's exactly, and every entry without one; the CRI then picks among them (2.3).
+    transfer_fetches_exact_platform_entries: bool = False
     #: S1-008: Go's encoding/json writes backspace and form feed as ``\b``/``\f``
     #: (Go >= 1.22 built the runtime); go1.19.8, which built 1.6.20, as ``\u0008``.
     json_short_control_escapes: bool = False
@@ -264,6 +269,14 @@ CONTAINERD_23 = replace(
     # v2.3.4 core/remotes/docker/resolver.go:733 maxAttempts = 5, counted down by
     # doWithRetriesInner; 1.6-2.0 stop after len(responses) > 5, six (CHAL-007).
     retry_attempts=5,
+    # v2.3.4 core/remotes/docker/resolver.go:844-852 retryRequest: 500/503/504 retried
+    # when lastHost, unless the previous response had the same status (CHAL-007).
+    server_errors_retried_on_last_host=True,
+    # v2.3.4 internal/cri/server/images/image_pull.go:303 WithPlatforms(DefaultSpec()):
+    # core/transfer/image/imagestore.go:198-207 filters with platforms.Ordered (exact
+    # match) and FilterPlatforms, no LimitManifests; the CRI then picks the image with
+    # platforms.Default() among what was fetched (PULL-001).
+    transfer_fetches_exact_platform_entries=True,
 )
 
 PROFILES: dict[str, Profile] = {

@@ -11,7 +11,7 @@ from typing import Any
 
 from refpull.profiles import Profile
 
-__all__ = ["Platform", "matches", "platform_vector"]
+__all__ = ["Platform", "matches", "matches_exactly", "platform_vector"]
 
 
 def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
@@ -122,3 +122,17 @@ def matches(want: Platform, got: Platform, profile: Profile) -> bool:
         # behaviors.md PULL-001: the seed matches amd64 entries variant-insensitively.
         return True
     return (want.variant or "") == (got.variant or "")
+
+
+def matches_exactly(host: Platform, got: Platform) -> bool:
+    """``platforms.NewMatcher(host).Match(got)``: OS, architecture and variant all equal.
+
+    containerd 2.3's transfer service filters index entries so (``platforms.Ordered`` of
+    the host's ``DefaultSpec``; behaviors.md PULL-001): no 386 or amd64 variant fallback.
+    """
+    want, got = host.normalized(), got.normalized()
+    return (want.os, want.architecture, want.variant or "") == (
+        got.os,
+        got.architecture,
+        got.variant or "",
+    )

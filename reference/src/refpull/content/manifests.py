@@ -14,7 +14,12 @@ from typing import Any
 
 from refpull import mediatypes
 from refpull.content import _ocispec
-from refpull.content._platforms import Platform, matches, platform_vector
+from refpull.content._platforms import (
+    Platform,
+    matches,
+    matches_exactly,
+    platform_vector,
+)
 from refpull.digest import Digest, DigestError, sha256_digest
 from refpull.errors import (
     InvalidArgument,
@@ -46,6 +51,7 @@ __all__ = [
     "parse_manifest",
     "rewrite_legacy_config",
     "select_platform",
+    "transfer_entries",
 ]
 
 _MAX_SIZE = 2**63 - 1  # Go int64
@@ -290,6 +296,21 @@ def select_platform(
     if not ranked:
         raise NoMatchingPlatform("no match for platform in manifest: not found")
     return min(ranked, key=lambda item: (item[0], item[1]))[2]
+
+
+def transfer_entries(index: ImageIndex, platform: Platform) -> list[Descriptor]:
+    """The entries of *index* containerd 2.3's transfer service downloads (PULL-001).
+
+    v2.3.4 core/transfer/image/imagestore.go:198-207 ``ImageFilter``: ``FilterPlatforms``
+    with ``platforms.Ordered(DefaultSpec())`` keeps every entry without ``platform`` and
+    every entry whose platform is the host's exactly; no ``LimitManifests`` cuts that to
+    one, so all of them are fetched, configs and layers included, in index order.
+    """
+    return [
+        desc
+        for desc in index.manifests
+        if desc.platform is None or matches_exactly(platform, desc.platform)
+    ]
 
 
 def parse_image_config(data: bytes) -> ImageConfig:

@@ -23,6 +23,7 @@ from refpull.errors import AuthError, InvalidAuth, PullError, TLSError, Transpor
 from refpull.limits import DEFAULT_LIMITS, Limits
 from refpull.profiles import Profile
 from refpull.registry.authflow import FollowRedirects, RegistryAuth
+from refpull.registry.challenge import LAST_HOST
 from refpull.registry.fetch import (
     FetchExchange,
     Opened,
@@ -156,6 +157,9 @@ class Phase:
         if host_index is None:
             return self._send_foreign(request)
         endpoint = self._endpoints[host_index]
+        # containerd's doWithRetries(ctx, i == len(hosts)-1): only the last host retries
+        # server errors (CHAL-007 2.3); a request may have said otherwise already.
+        request.extensions.setdefault(LAST_HOST, host_index == len(self._endpoints) - 1)
         scheme_error = endpoint.host.scheme_error
         if scheme_error is not None:
             # behaviors.md EP-006 (seed): Go fails before any I/O for an odd scheme.

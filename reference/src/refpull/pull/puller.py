@@ -32,6 +32,7 @@ from refpull.content.manifests import (
     parse_manifest,
     rewrite_legacy_config,
     select_platform,
+    transfer_entries,
 )
 from refpull.content.schema1 import (
     Schema1Converter,
@@ -43,6 +44,7 @@ from refpull.content.store import ContentStore, state_dir
 from refpull.errors import (
     InvalidArgument,
     InvalidReference,
+    NotFound,
     PullError,
     UnsupportedMediaType,
     scrub_secrets,
@@ -287,6 +289,8 @@ class Puller:
                 self.limits.check_index_depth(nested)
             # behaviors.md PULL-001: one platform; only its blobs are downloaded.
             manifest_desc = select_platform(doc, self._platform, self._profile)
+            if self._profile.transfer_fetches_exact_platform_entries:
+                self._transfer_entries(phase, doc, manifest_desc, repo, name)
             if mediatypes.is_schema1(manifest_desc.media_type):
                 raise UnsupportedMediaType(
                     f"{manifest_desc.media_type} not supported",
@@ -314,6 +318,36 @@ class Puller:
         return _Image(
             root, manifest_desc, doc.config, doc.layers, config.diff_ids, False, total
         )
+
+    def _transfer_entries(
+        self,
+        phase: io.Phase,
+        index: ImageIndex,
+        chosen: Descriptor,
+        repo: str,
+        name: str,
+    ) -> None:
+        """Download what 2.3's transfer service fetches of *index* (PULL-001 Δ2.3).
+
+        Every exact-platform and platform-less entry is fetched, layers included; the
+        CRI then looks *chosen* up with its own matcher (``platforms.Default()``, the
+        1.6 order with fallbacks), which may name an entry that was never fetched.
+        """
+        entries = transfer_entries(index, self._platform)
+        for desc in entries:
+            if desc is chosen or not mediatypes.is_manifest(desc.media_type):
+                continue  # the chosen one is read by the caller; nested indexes stop
+            raw = io.read_blob(phase, self.content, desc, repo)
+            doc = parse_manifest(raw, desc.media_type, digest=desc.digest)
+            if isinstance(doc, ImageManifest):
+                io.read_blob(phase, self.content, doc.config, repo)
+                self._download(phase, list(doc.layers), repo, name)
+        if not any(desc is chosen for desc in entries):
+            # v2.3.4 internal/cri/server/images/image_pull.go: the image config of the
+            # chosen manifest is looked up in content that was never downloaded.
+            raise NotFound(
+                f"get image config descriptor: content digest {chosen.digest}: not found"
+            )
 
     def _schema1(
         self,

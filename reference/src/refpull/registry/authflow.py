@@ -7,8 +7,9 @@ httpx (or a unit test) does the sending. One logical request goes through these 
    ``host[:port]``, created by an earlier 401 from that host (CHAL-001, CHAL-008).
 2. Send, following redirects here (at most 10 requests, so 9 redirects,
    XPORT-005/RES-011), never carrying a credential to a host it does not belong to.
-3. Retry (at most 6 attempts, CHAL-007): on 401 when a challenge is accepted, on 405 for
-   ``HEAD …/manifests/…`` as GET (RES-009), on 408/429 at once.
+3. Retry (at most 6 attempts, 5 in 2.3, CHAL-007): on 401 when a challenge is accepted,
+   on 405 for ``HEAD …/manifests/…`` as GET (RES-009), on 408/429 at once; in 2.3 also on
+   500/503/504 from the last host unless the answer before had the same status.
 
 Sources: containerd@383f4a77 ``remotes/docker/authorizer.go``, ``resolver.go``
 (``doWithRetries``, ``retryRequest``); 1.6.20 ``authorizer.go``, ``auth/fetch.go``.
@@ -29,6 +30,7 @@ from refpull.limits import DEFAULT_LIMITS, Limits
 from refpull.profiles import Profile
 from refpull.registry import tokens
 from refpull.registry.challenge import (
+    LAST_HOST,
     BearerOptions,
     Retry,
     bearer_options,
@@ -187,16 +189,23 @@ class RegistryAuth(httpx.Auth):
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """The retry loop of one logical request (CHAL-007); httpx keeps the last response."""
         attempts: list[tuple[str, str]] = []
+        statuses: list[int] = []
+        last_host = self._profile.server_errors_retried_on_last_host and bool(
+            request.extensions.get(LAST_HOST)
+        )
         current = request
         while True:
             response, final = yield from self._send(current)
             attempts.append((final.method, str(final.url)))
+            statuses.append(response.status_code)
             decision = retry_decision(
                 response.status_code,
                 final.method,
                 final.url.path,
                 len(attempts),
                 self._profile.retry_attempts,
+                previous=statuses[-2] if len(statuses) > 1 else None,
+                server_errors_on_last_host=last_host,
             )
             if decision is Retry.STOP:
                 return

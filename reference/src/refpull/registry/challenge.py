@@ -19,6 +19,7 @@ from refpull.errors import AuthError, Unauthorized
 from refpull.profiles import Profile
 
 __all__ = [
+    "LAST_HOST",
     "MAX_ATTEMPTS",
     "BearerOptions",
     "Challenge",
@@ -32,6 +33,13 @@ __all__ = [
 
 # behaviors.md CHAL-007; containerd resolver.go retryRequest: "if len(responses) > 5".
 MAX_ATTEMPTS = 6
+
+#: Request extension: True when the request goes to the last host tried (containerd's
+#: ``doWithRetries(ctx, lastHost)``); server errors are retried only there (CHAL-007 2.3).
+LAST_HOST = "refpull.last_host"
+
+# v2.3.4 core/remotes/docker/resolver.go:844 retryRequest.
+_SERVER_ERRORS = frozenset({500, 503, 504})
 
 # RFC 2616 section 2.2: token = 1*<any CHAR except CTLs or separators>.
 _SEPARATORS = frozenset('()<>@,;:\\"/[]?={} \t')
@@ -221,7 +229,14 @@ class Retry(Enum):
 
 
 def retry_decision(
-    status: int, method: str, path: str, attempts: int, budget: int = MAX_ATTEMPTS
+    status: int,
+    method: str,
+    path: str,
+    attempts: int,
+    budget: int = MAX_ATTEMPTS,
+    *,
+    previous: int | None = None,
+    server_errors_on_last_host: bool = False,
 ) -> Retry:
     """Decide whether one logical request is attempted again.
 
@@ -231,6 +246,9 @@ def retry_decision(
         path: the latest request path.
         attempts: how many attempts were made so far, the latest included.
         budget: attempts allowed in all (6; containerd 2.3: 5).
+        previous: the status of the attempt before the latest one, if any.
+        server_errors_on_last_host: the request goes to the last host and the profile
+            retries server errors there (``server_errors_retried_on_last_host``).
 
     Returns:
         ``STOP`` when the budget of :data:`MAX_ATTEMPTS` is spent or the status is not
@@ -245,6 +263,10 @@ def retry_decision(
     if status == 405 and method == "HEAD" and "/manifests/" in path:
         return Retry.AS_GET  # behaviors.md RES-009
     if status in (408, 429):
+        return Retry.AGAIN
+    if server_errors_on_last_host and status in _SERVER_ERRORS and previous != status:
+        # CHAL-007 Δ2.3: "Do not retry if the same error was seen in the last request",
+        # "Only retry if this is the last host that will be attempted" (resolver.go).
         return Retry.AGAIN
     return Retry.STOP
 

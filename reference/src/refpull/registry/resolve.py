@@ -30,6 +30,7 @@ from refpull.errors import (
 from refpull.gocompat.imageref import ImageRef, RepoLocation
 from refpull.mediatypes import DOCKER_SCHEMA1_MANIFEST, RESOLVE_ACCEPT
 from refpull.profiles import Profile
+from refpull.registry.challenge import LAST_HOST
 from refpull.settings.hosts import RegistryHost
 
 __all__ = [
@@ -185,13 +186,18 @@ def resolve_steps(
     needed = {"pull"} if ref.digest else {"pull", "resolve"}
     if not any(needed <= host.capabilities for host in hosts):
         raise NotFound("no resolve hosts: not found")
+    last = max(i for i, host in enumerate(hosts) if needed <= host.capabilities)
     for kind in kinds:
         what = f"[{kind} {obj}]"  # Go's %v of []string{kind, obj}
         for index, host in enumerate(hosts):
             if not needed <= host.capabilities:
                 continue
             url = host.request_url(location.repository, kind, obj)
-            reply = yield Exchange(index, _request("HEAD", url, host, profile))
+            head = _request("HEAD", url, host, profile)
+            # resolver.go: doWithRetries(ctx, i == len(hosts)-1) over the hosts that
+            # may resolve (CHAL-007 2.3 retries server errors only there).
+            head.extensions[LAST_HOST] = index == last
+            reply = yield Exchange(index, head)
             if isinstance(reply, PullError):
                 # behaviors.md RES-006: the seed aborts; 1.6 remembers and moves on.
                 if not profile.resolve_falls_through_on_error:
@@ -214,11 +220,11 @@ def resolve_steps(
             media_type = manifest_media_type(reply.headers)
             digest = ref.digest or _header_digest(reply)
             if digest is None or size == -1:
-                get = Exchange(
-                    index,
-                    _request("GET", url, host, profile),
-                    read_limit=MAX_MANIFEST_SIZE + 1,
-                )
+                request = _request("GET", url, host, profile)
+                # v2.3.4 core/remotes/docker/resolver.go:401 req.doWithRetries(ctx,
+                # true): this GET retries server errors on any host (CHAL-007 2.3).
+                request.extensions[LAST_HOST] = True
+                get = Exchange(index, request, read_limit=MAX_MANIFEST_SIZE + 1)
                 reply = yield get
                 if isinstance(reply, PullError):
                     raise reply  # containerd returns the GET's error at once
