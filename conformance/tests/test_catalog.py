@@ -28,12 +28,13 @@ from cri_conformance.coverage import main as gate_main
 from refpull.profiles import Profile
 
 # behaviors.md §20: the count per area (137), plus the project's own: PULL-012..015
-# (unpack confinement, bombs, unbounded inputs), TOKEN-010 (token size), RES-014
+# (unpack confinement, bombs, unbounded inputs), TOKEN-010 (token size), TOKEN-011
+# (realm redirects), RES-014
 # (ambiguous manifests), XPORT-010..012 (stalls), HOST-010..014 and CFG-006/007
 # (hosts.toml, config_path), CRIO-001..005 (the CRI-O family). A behaviour is
 # retired, never deleted, so a shrinking count is a mistake.
 EXPECTED_COUNTS = {
-    "REF": 13, "EP": 7, "HOST": 14, "TLS": 7, "AUTH": 11, "CHAL": 8, "TOKEN": 10,
+    "REF": 13, "EP": 7, "HOST": 14, "TLS": 7, "AUTH": 11, "CHAL": 8, "TOKEN": 11,
     "RES": 14, "FETCH": 8, "XPORT": 9, "PULL": 15, "S1": 10, "CRI": 7, "STORE": 10,
     "ERR": 3, "CFG": 7, "CRIO": 5,
 }  # fmt: skip
@@ -57,8 +58,8 @@ def test_schema_is_valid_draft_2020_12_and_every_file_validates() -> None:
         assert doc["area"].lower() == path.stem
 
 
-def test_catalog_holds_all_158_behaviours_with_the_counts_per_area() -> None:
-    assert len(CATALOG) == 158
+def test_catalog_holds_all_159_behaviours_with_the_counts_per_area() -> None:
+    assert len(CATALOG) == 159
     assert {a: len(CATALOG.areas[a]) for a in AREAS} == EXPECTED_COUNTS
 
 
@@ -265,7 +266,7 @@ def test_cli_lint_reports_ok_and_fails_on_a_broken_catalog(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["lint"]) == 0
-    assert "158 behaviours in 17 areas" in capsys.readouterr().out
+    assert "159 behaviours in 17 areas" in capsys.readouterr().out
     root = _broken_copy(tmp_path)
     _edit(root, "ref", lambda b: b.append(dict(b[0])))
     assert main(["--fixtures", str(root), "lint"]) == 1
