@@ -292,22 +292,45 @@ def _hostile(kind: str, marker: str) -> FileMap:
     return archives[kind]
 
 
+def _inside_a_layer_root(root: Path, path: Path, layers: str) -> bool:
+    """Whether *path* lies under the root a layer was unpacked into.
+
+    That root is ``<layers>/<id>/fs`` when the snapshot has an ``fs`` directory
+    (containerd's overlayfs, the reference) and ``<layers>/<id>`` otherwise
+    (containerd's native snapshotter, containers/storage vfs). A file beside ``fs``,
+    or directly in ``<layers>``, is outside it: judging by the parent directory would
+    pass a ``../x`` entry that escaped its snapshot.
+    """
+    parts = path.relative_to(root).parts
+    if layers not in parts:
+        return False
+    # The last one: the reference keeps its snapshots in snapshots/snapshots/<id>.
+    start = len(parts) - 1 - parts[::-1].index(layers)
+    depth = start + 2  # <layers>/<id>
+    if len(parts) <= depth:
+        return False
+    if (root.joinpath(*parts[:depth]) / "fs").is_dir():
+        return len(parts) > depth + 1 and parts[depth] == "fs"
+    return True
+
+
 def _escaped_copies(
     root: Path | None, marker: str, layers: str = "snapshots"
 ) -> list[Path]:
-    """Files named *marker* that are not inside a snapshot (layer) directory.
+    """Files named *marker* that are not inside a layer's own root (see above).
 
-    *layers* names the directory whose children are the per-layer roots: containerd's
-    ``snapshots``, containers/storage vfs's ``dir`` (the target's ``layers_dir_name``).
+    *layers* names the directory whose children are the per-layer snapshots:
+    containerd's ``snapshots``, containers/storage vfs's ``dir`` (the target's
+    ``layers_dir_name``).
     """
     found = [Path("/") / marker] if (Path("/") / marker).exists() else []
     if root is None:
         return found
-    for path in root.rglob(marker):
-        parts = path.parts
-        inside = layers in parts and len(parts) - parts.index(layers) > 2
-        if not inside:
-            found.append(path)
+    found += [
+        path
+        for path in root.rglob(marker)
+        if not _inside_a_layer_root(root, path, layers)
+    ]
     return found
 
 
@@ -330,7 +353,10 @@ def test_unsafe_archive_entries_never_write_outside_the_root(
         assert not _listed(case, image.config_digest)
     else:
         assert image_id == image.config_digest
-    root = getattr(case.target, "workdir", None)
+    # A runtime the suite starts has a workdir; the in-process reference, a root.
+    root = getattr(case.target, "workdir", None) or getattr(case.target, "root", None)
     layers = getattr(case.target, "layers_dir_name", "snapshots")
     escaped = _escaped_copies(Path(root) if root else None, marker, layers)
+    for path in escaped:  # leave nothing behind for a later run
+        path.unlink()
     assert escaped == []
