@@ -156,57 +156,55 @@ def test_localhost_with_port_is_a_domain(case: Case) -> None:
     assert f"/v2/{case.repo}/manifests/1" in _manifest_paths(case)
 
 
-def _refused_vectors(behavior: str) -> list[Any]:
-    """The rejected inputs of ``fixtures/vectors/references.json`` for *behavior*."""
+def _vectors_by_profile() -> list[Any]:
+    """The inputs of ``fixtures/vectors/references.json`` answered per profile.
+
+    Each parameter is the group of vectors for one input; their ``profiles`` lists
+    say which generation gets which answer.
+    """
     path = fixtures_dir() / "vectors" / "references.json"
     vectors: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for vector in vectors:
+        if "profiles" in vector:
+            groups.setdefault(vector["input"], []).append(vector)
     return [
-        pytest.param(v, id=v["id"])
-        for v in vectors
-        if v["behavior"] == behavior and "error" in v["expect"]
+        pytest.param(group, id=text.replace("/", "-")) for text, group in groups.items()
     ]
-
-
-# distribution/reference v0.6.0 (vendored by containerd 1.7.34, 2.0.11 and 2.3.4)
-# normalize.go splitDockerDomain: "Uppercase namespaces are not allowed, so if the
-# first element is not lowercase, we assume it to be a domain-name". The catalog's
-# REF-002, references.json and refpull state the older grammar of the seed and 1.6.
-UPPER_FIRST_IS_DOMAIN = (
-    "from containerd 1.7 an upper-case first component is a domain "
-    "(distribution/reference v0.6.0 splitDockerDomain); refpull and REF-002 keep the "
-    "1.6 grammar"
-)
 
 
 @pytest.mark.behavior("REF-002", "REF-005", "ERR-001")
-@pytest.mark.parametrize("vector", _refused_vectors("REF-002"))
-def test_domain_test_is_case_sensitive(case: Case, vector: dict[str, Any]) -> None:
-    """``LOCALHOST/foo`` has no domain: the ``localhost`` test is exact (REF-002).
+@pytest.mark.parametrize("group", _vectors_by_profile())
+def test_domain_test_is_case_sensitive(case: Case, group: list[dict[str, Any]]) -> None:
+    """An upper-case first component (``LOCALHOST/foo``, ``Foo/bar``) as the profile says.
 
-    Up to 1.6 its first component is then an upper-case path component, so the
-    reference fails parsing with the vector's reason and no registry (nor proxy) is
-    contacted. From 1.7 the upper-case first component is a domain (measured on
-    1.7.34, 2.0.11 and 2.3.4): ``LOCALHOST`` is asked for, through the proxy, as Go
-    proxies every name but the exact ``localhost``.
+    Up to 1.6 it is an upper-case path component: the reference fails parsing with
+    the vector's reason and no registry (nor proxy) is contacted. From 1.7 it is a
+    domain (distribution/reference v0.6.0, measured on 1.7.34, 2.0.11 and 2.3.4):
+    the vector's host is asked for over https, through the proxy, as Go proxies
+    every name but the exact ``localhost``.
     """
-    if not case.since("containerd-1.7"):
+    matching = [v for v in group if case.profile in v["profiles"]]
+    if not matching:
+        pytest.skip(f"no vector states {group[0]['input']!r} for {case.profile}")
+    (vector,) = matching
+    expect = vector["expect"]
+    if "error" in expect:
         error = case.pull_error(vector["input"])
         assert error.code == "UNKNOWN"
-        assert vector["expect"]["reason"] in error.message, error.message
+        assert expect["reason"] in error.message, error.message
         _assert_no_request(case)
         return
-    if case.target.name.startswith("reference"):
-        pytest.skip(f"known reference gap: {UPPER_FIRST_IS_DOMAIN}")
     case.require(Capability.PROXY_ENVIRONMENT)
-    first = vector["input"].split("/", 1)[0]
     error = case.pull_error(vector["input"])
     # The proxy refuses the unknown name with 502: a transport error (Unknown).
     assert error.code == "UNKNOWN"
-    assert vector["expect"]["reason"] not in error.message, error.message
+    assert "invalid reference format" not in error.message, error.message
     connects = [
         ex.host.lower() for ex in case.world.journal.exchanges if ex.method == "CONNECT"
     ]
-    assert connects == [f"{first.lower()}:443"], case.journal_text()
+    # No port in the vector's host: https's 443 (neither name is exactly localhost).
+    assert connects == [f"{expect['host'].lower()}:443"], case.journal_text()
 
 
 @pytest.mark.behavior("REF-003", "REF-013")

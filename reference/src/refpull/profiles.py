@@ -119,6 +119,9 @@ class Profile:
     #: REF-009: the 255-character limit counts only the repository path, not the
     #: domain (1.7+ vendors github.com/distribution/reference).
     name_limit_counts_path_only: bool = False
+    #: REF-002/REF-005: a first component holding an upper-case letter is a domain
+    #: (1.7+); up to 1.6 it is a path component, refused as not lowercase.
+    upper_case_first_component_is_domain: bool = False
     #: S1-008: the synthesized config's platform fields follow image-spec v1.1.0's
     #: embedded ``Platform`` order (``variant`` after ``os.features``).
     image_config_embeds_platform: bool = False
@@ -231,6 +234,10 @@ CONTAINERD_17 = replace(
     # v1.7.34 vendor/github.com/distribution/reference/reference.go:209 checks
     # len(repo.path) > 255, the domain not counted (REF-009).
     name_limit_counts_path_only=True,
+    # v1.7.34 vendor/github.com/distribution/reference/normalize.go:152-155 (v0.6.0,
+    # as in 2.0.11 and 2.3.4) splitDockerDomain: "if the first element is not
+    # lowercase, we assume it to be a domain-name" (REF-002, REF-005).
+    upper_case_first_component_is_domain=True,
     # v1.7.34 vendors image-spec v1.1.0: config.go Image embeds Platform, so the
     # schema1 converter's json.MarshalIndent(img) puts variant last (S1-008).
     image_config_embeds_platform=True,

@@ -386,7 +386,15 @@ class ImageIndex:
         image_id = name if _go_digest_error(name) is None else ""
         if not image_id:
             try:
-                normalized = str(parse_docker_ref(name))
+                normalized = str(
+                    parse_docker_ref(
+                        name,
+                        limit_path_only=self.profile.name_limit_counts_path_only,
+                        upper_first_is_domain=(
+                            self.profile.upper_case_first_component_is_domain
+                        ),
+                    )
+                )
             except InvalidReference:
                 normalized = ""
             with self._lock:

@@ -275,7 +275,9 @@ class ImageService:
         """
         try:
             ref = parse_docker_ref(
-                image, limit_path_only=self.profile.name_limit_counts_path_only
+                image,
+                limit_path_only=self.profile.name_limit_counts_path_only,
+                upper_first_is_domain=self.profile.upper_case_first_component_is_domain,
             )
         except InvalidReference as exc:
             raise ServiceError(

@@ -2,10 +2,12 @@
 
 ``parse_docker_ref`` reproduces docker/distribution@0d3efadf ``ParseDockerRef``
 (containerd 1.6.20 ``reference/docker`` runs the same algorithm with the same
-messages, so no profile switch is needed), step by step:
+messages; 1.7+ vendor github.com/distribution/reference v0.6.0, whose two
+differences are keyword switches), step by step:
 
 1. a bare 64-hex string is refused (REF-006);
-2. ``splitDockerDomain`` picks the domain by the heuristic of REF-002, maps
+2. ``splitDockerDomain`` picks the domain by the heuristic of REF-002 (from 1.7 an
+   upper-case first component is a domain too), maps
    ``index.docker.io`` to ``docker.io`` and adds ``library/`` (REF-001);
 3. the remote name up to its first ``:`` must be lower case (REF-005);
 4. ``Parse`` matches the grammar of :mod:`refpull.gocompat._grammar` (REF-007, REF-008,
@@ -125,7 +127,9 @@ class _Invalid(Exception):
     """Internal: carries a Go error text up to :func:`parse_docker_ref`."""
 
 
-def parse_docker_ref(ref: str, *, limit_path_only: bool = False) -> ImageRef:
+def parse_docker_ref(
+    ref: str, *, limit_path_only: bool = False, upper_first_is_domain: bool = False
+) -> ImageRef:
     """Normalize *ref* exactly as the CRI plugin does before pulling.
 
     Accepted forms and their normalization:
@@ -137,6 +141,10 @@ def parse_docker_ref(ref: str, *, limit_path_only: bool = False) -> ImageRef:
 
     Args:
         ref: the image reference from ``PullImageRequest.image.image``.
+        limit_path_only: count only the repository path against the 255-character
+            limit (REF-009, profile ``name_limit_counts_path_only``).
+        upper_first_is_domain: read a first component with an upper-case letter
+            as a domain (REF-002, profile ``upper_case_first_component_is_domain``).
 
     Returns:
         The normalized reference, with a tag or a digest but never both.
@@ -149,7 +157,7 @@ def parse_docker_ref(ref: str, *, limit_path_only: bool = False) -> ImageRef:
             algorithm``, ``invalid checksum digest length``.
     """
     try:
-        named = _parse_normalized_named(ref, limit_path_only)
+        named = _parse_normalized_named(ref, limit_path_only, upper_first_is_domain)
     except _Invalid as exc:
         raise InvalidReference(ref, str(exc)) from None
     if named.digest is not None:
@@ -162,14 +170,16 @@ def parse_docker_ref(ref: str, *, limit_path_only: bool = False) -> ImageRef:
     return named
 
 
-def _parse_normalized_named(text: str, limit_path_only: bool = False) -> ImageRef:
+def _parse_normalized_named(
+    text: str, limit_path_only: bool = False, upper_first_is_domain: bool = False
+) -> ImageRef:
     # behaviors.md REF-006; distribution ParseNormalizedNamed anchoredIdentifierRegexp.
     if _IDENTIFIER_RE.fullmatch(text):
         raise _Invalid(
             f"invalid repository name ({text}), "
             "cannot specify 64-byte hexadecimal strings"
         )
-    domain, remainder = _split_docker_domain(text)
+    domain, remainder = _split_docker_domain(text, upper_first_is_domain)
     # behaviors.md REF-005: only the part before the first ":" is checked, so an
     # upper-case digest algorithm without a tag fails here, not in go-digest.
     remote_name = remainder.partition(":")[0]
@@ -178,11 +188,17 @@ def _parse_normalized_named(text: str, limit_path_only: bool = False) -> ImageRe
     return _parse(f"{domain}/{remainder}", limit_path_only)
 
 
-def _split_docker_domain(name: str) -> tuple[str, str]:
+def _split_docker_domain(
+    name: str, upper_first_is_domain: bool = False
+) -> tuple[str, str]:
     """distribution ``splitDockerDomain`` (behaviors.md REF-001, REF-002)."""
     first, slash, rest = name.partition("/")
     # A domain contains "." or ":" or is exactly "localhost" (case-sensitive).
     if slash and (any(c in first for c in ".:") or first == "localhost"):
+        domain, remainder = first, rest
+    elif slash and upper_first_is_domain and first.lower() != first:
+        # distribution/reference v0.6.0 (containerd 1.7+): "Uppercase namespaces are
+        # not allowed", so an upper-case first component is taken as a domain.
         domain, remainder = first, rest
     else:
         domain, remainder = _DEFAULT_DOMAIN, name

@@ -212,7 +212,9 @@ class Puller:
                 "(raise it with --max-name-length)",
             )
         image_ref = parse_docker_ref(
-            ref, limit_path_only=self._profile.name_limit_counts_path_only
+            ref,
+            limit_path_only=self._profile.name_limit_counts_path_only,
+            upper_first_is_domain=self._profile.upper_case_first_component_is_domain,
         )
         name = str(image_ref)
         location = split_registry_host(image_ref)

@@ -237,6 +237,10 @@ class _RoutingTransport(httpx.BaseTransport):
         environ: Mapping[str, str],
     ) -> None:
         self._authority = _authority(host.scheme, host.host)
+        # Go keeps a URL host's case and exempts only the exact ``localhost`` from the
+        # proxy; httpx lowercases hosts, so the endpoint's own requests are judged by
+        # its host as written (``LOCALHOST/foo`` from 1.7 is proxied, REF-002).
+        self._written_host = host.host
         self._own = host.ssl_context or ssl_context(host.tls)
         # Deviation: behaviors.md TLS-007 -- the runtime reuses the endpoint's whole TLS
         # config for token realms and redirect targets; the reference keeps only the
@@ -272,13 +276,16 @@ class _RoutingTransport(httpx.BaseTransport):
         return _authority(request.url.scheme, host) == self._authority
 
     def _send(self, request: httpx.Request) -> httpx.Response:
-        try:
-            proxy = proxy_for(str(request.url), self._environ)
-        except ValueError as exc:
-            raise httpx.ProxyError(str(exc), request=request) from None
         own = _authority(request.url.scheme, request.url.netloc.decode("ascii")) == (
             self._authority
         )
+        url = str(request.url)
+        if own:
+            url = f"{request.url.scheme}://{self._written_host}/"
+        try:
+            proxy = proxy_for(url, self._environ)
+        except ValueError as exc:
+            raise httpx.ProxyError(str(exc), request=request) from None
         key = (proxy, own)
         if key not in self._transports:
             context = self._own if own else self._foreign

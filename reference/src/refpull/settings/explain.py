@@ -121,7 +121,13 @@ def explain(
         "config_source": config.source,
     }
     try:
-        ref = str(parse_docker_ref(image))
+        ref = str(
+            parse_docker_ref(
+                image,
+                limit_path_only=profile.name_limit_counts_path_only,
+                upper_first_is_domain=profile.upper_case_first_component_is_domain,
+            )
+        )
         location = split_registry_host(ref)
     except InvalidReference as exc:
         # cri@ab6701bd PullImage: `failed to parse image reference %q: %w`
