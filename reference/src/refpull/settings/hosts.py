@@ -243,10 +243,12 @@ class RegistryHost:
             parts: the rest, e.g. ``"manifests", "latest"``.
 
         Returns:
-            ``scheme://host`` + Go ``path.Join(path, repository, *parts)``, plus
+            ``scheme://host`` + Go ``path.Join("/", path, repository, *parts)``, plus
             ``?ns=<registry host>`` for mirrors in containerd 1.6 (HOST-007).
         """
-        joined = path_join(self.path, repository, *parts)
+        # resolver.go dockerBase.request (1.6.20 to 2.3.4) roots the join at "/": an
+        # empty path (hosts.toml override_path on a bare URL) still gives /<repository>.
+        joined = path_join("/", self.path, repository, *parts)
         url = f"{self.scheme}://{self.host}{'' if joined == '/' else joined}"
         return f"{url}?{self.query}" if self.query else url
 
