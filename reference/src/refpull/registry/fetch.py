@@ -247,9 +247,9 @@ def open_steps(
         # (catalog FETCH-004, SECURITY: a foreign host must not be able to fail a pull).
     for kind in _kinds(desc, profile):
         first_error: PullError | None = None
+        # HOST-011: fetcher.go Fetch (1.6.20 to 2.3.4) walks every host for content,
+        # whatever its hosts.toml `capabilities`; only resolving a name filters them.
         for index, host in enumerate(hosts):
-            if "pull" not in host.capabilities:
-                continue  # hosts.toml `capabilities` (HOST-011)
             url = host.request_url(repository, kind, desc.digest)
             reply = yield FetchExchange(
                 index, _request(url, host, desc, profile, offset)
