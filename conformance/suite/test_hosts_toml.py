@@ -65,6 +65,7 @@ _UNIT_ONLY = {
     "loopback-no-port-1.7-https": "loopback port 443",
     "loopback-no-port-1.6-http": "loopback port 443",
     "second-root": "a second config_path root",
+    "second-root-1.6": "a second config_path root",
     "http-with-ca-1.6": "a ca file relative to the host directory",
     "http-with-ca-1.7": "a ca file relative to the host directory",
     "client-forms": "client files relative to the host directory",

@@ -111,6 +111,9 @@ class Profile:
     #: HOST-013: hosts.toml entries are ordered by their ``[host."…"]`` table headers
     #: (2.x go-toml v2 parser); 1.x orders every ``host`` key by its line.
     hosts_order_from_table_headers: bool = False
+    #: HOST-014: a hosts.toml without any ``[host]`` table is undecodable (1.6
+    #: ``invalid `host` tree``, containerd#10027), so its ``server`` is ignored.
+    hosts_toml_needs_host_table: bool = True
     # Later generations; the defaults are containerd 1.6's.
     #: CRI-007: the CRI ``runtime.v1alpha2`` API is served (2.x serves only ``v1``).
     cri_v1alpha2_api: bool = True
@@ -246,6 +249,9 @@ CONTAINERD_17 = replace(
     token_expiry_honoured=True,
     # v1.7.34 remotes/docker/config/hosts.go ConfigureHosts: NewHTTPFallback (HOST-012).
     hosts_https_first_with_fallback=True,
+    # v1.7.34 remotes/docker/config/hosts.go:531-534 getSortedHosts returns no hosts,
+    # not v1.6.20's "invalid `host` tree", for a file without [host] (#10028, HOST-014).
+    hosts_toml_needs_host_table=False,
     # Built with go1.27.3 like the seed: the escaping schema1 vector converts to the
     # seed's sha256:bbe96cb9... there too (S1-008).
     json_short_control_escapes=True,

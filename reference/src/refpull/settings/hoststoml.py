@@ -290,7 +290,7 @@ def parse_hosts_file(
     Args:
         base_dir: the host directory (relative ``ca``/``client`` paths start here).
         text: the file's text.
-        profile: HOST-013 (entry order) differs.
+        profile: HOST-013 (entry order) and HOST-014 (a file without [host]) differ.
         source: the file name recorded in every entry (for ``refpull explain``).
 
     Returns:
@@ -303,6 +303,10 @@ def parse_hosts_file(
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _Undecodable(f"invalid TOML: {exc}") from exc
+    if "host" not in doc and profile.hosts_toml_needs_host_table:
+        # v1.6.20 hosts.go getSortedHosts fails on a file without a host tree before
+        # decoding anything (containerd#10027; 1.7+ return no hosts, #10028).
+        raise _Undecodable("invalid `host` tree")
     hosts = doc.get("host", {})
     if not isinstance(hosts, Mapping):
         raise _Undecodable("host must be a table")
