@@ -120,16 +120,22 @@ def test_token_responses_of_common_shapes_are_accepted(
 
 @pytest.mark.behavior("TOKEN-005")
 def test_post_answer_without_access_token_fails_in_containerd_16(case: Case) -> None:
-    """A POST answer with only ``token`` fails in 1.6; the seed sends an empty bearer."""
+    """A POST answer with only ``token`` fails in 1.6 before the registry is asked
+    again; the seed takes it as an empty token and sends ``Bearer `` (F-13)."""
     host = _registry(case, "token-only")
     case.push(case.image(), "1", host=host)
     error = case.pull_error(case.ref("1", host=host), auth=ALICE)
     assert error.code == "UNKNOWN"
-    bearer = [
-        ex for ex in case.exchanges(host=host) if ex.auth and ex.auth[0] == "bearer"
-    ]
-    if case.since("containerd-1.6"):
-        assert bearer == []
+    posts = [(r.method, r.status) for r in _token_requests(case, "token-only")]
+    manifest = f"/v2/{case.repo}/manifests/1"
+    seen = [(ex.method, ex.path, ex.auth) for ex in case.exchanges(host=host)]
+    assert posts == [("POST", 200)]
+    expected = [("HEAD", manifest, None)]
+    if not case.since("containerd-1.6"):
+        # The registry refuses the empty token with error="invalid_token"; the same
+        # request refused twice is final (CHAL-005).
+        expected.append(("HEAD", manifest, ("bearer", "empty")))
+    assert seen == expected, case.journal_text()
 
 
 @pytest.mark.behavior("TOKEN-008")

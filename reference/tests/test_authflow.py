@@ -154,7 +154,8 @@ def test_post_400_falls_back_to_get_only_in_16(
 @pytest.mark.parametrize(
     ("profile", "header"),
     [
-        pytest.param(SEED, "Bearer ", id="seed"),
+        # Go's "Bearer " less the trailing whitespace h11 refuses and servers strip.
+        pytest.param(SEED, "Bearer", id="seed"),
         pytest.param(CONTAINERD_16, None, id="containerd-1.6"),
     ],
 )

@@ -265,7 +265,7 @@ class RegistryAuth(httpx.Auth):
         scopes = tokens.token_scopes(self._context_scopes, handler.options.scopes)
         slot, mine = handler.cache.claim(scopes)
         if not mine:
-            return "Bearer " + _reraise(slot)
+            return _bearer(_reraise(slot))
         try:
             answer = yield from self._fetch_token(handler, scopes)
         except TokenError as exc:
@@ -278,7 +278,7 @@ class RegistryAuth(httpx.Auth):
         # behaviors.md TOKEN-006 Δ1.7: expires_in bounds the cached token's life.
         life = answer.expires_in if self._profile.token_expiry_honoured else None
         slot.finish(token=answer.token, expires_in=life)
-        return "Bearer " + answer.token
+        return _bearer(answer.token)
 
     def _fetch_token(self, handler: _Handler, scopes: tuple[str, ...]) -> _TokenFlow:
         assert handler.options is not None
@@ -388,6 +388,16 @@ class RegistryAuth(httpx.Auth):
             return "", ""
         creds = self._credentials(self._host)
         return creds.username, creds.secret
+
+
+def _bearer(token: str) -> str:
+    """The Authorization value for *token*; the seed's empty token too (TOKEN-005).
+
+    Go sends ``Bearer `` for an empty token. The trailing space is whitespace around a
+    field value, which the receiver strips (RFC 9110 section 5.5) and h11 refuses to
+    send, so ``Bearer`` is what a registry sees either way.
+    """
+    return f"Bearer {token}" if token else "Bearer"
 
 
 def _reraise(slot: tokens.TokenSlot) -> str:
