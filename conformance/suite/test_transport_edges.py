@@ -83,6 +83,44 @@ def test_empty_quoted_param_ends_challenge_parsing_only_in_the_seed(case: Case) 
         assert server.requests == []
 
 
+def _scopes_asked(case: Case, scope: str) -> set[tuple[str, tuple[str, ...]]]:
+    """Pull from a registry whose challenge names *scope*: the token requests' scopes."""
+    host = case.world.tokens["standard"].registry
+    image = case.image()
+    case.push(image, "1", host=host)
+    _challenge(case, host, f'service="{host}",scope="{scope}"')
+    assert case.pull(case.ref("1", host=host)) == image.config_digest
+    requests = case.world.tokens["standard"].token_server.requests
+    assert requests
+    return {(r.method, r.scopes) for r in requests}
+
+
+@pytest.mark.behavior("TOKEN-001")
+def test_token_scopes_add_the_repository_pull_scope_to_the_challenges(
+    case: Case,
+) -> None:
+    """A challenge naming another scope gets both: its own and the pull scope of the
+    reference's repository, sorted (TOKEN-001)."""
+    pull = f"repository:{case.repo}:pull"
+    assert _scopes_asked(case, "registry:catalog:*") == {
+        ("GET", ("registry:catalog:*", pull))
+    }
+
+
+@pytest.mark.behavior("TOKEN-001")
+def test_a_space_separated_challenge_scope_is_split_from_containerd_16(
+    case: Case,
+) -> None:
+    """1.6 splits ``scope="a b"`` into two scopes (containerd PR #6165); the seed sends
+    the whole string as one ``scope`` value beside the repository's (TOKEN-001)."""
+    pull = f"repository:{case.repo}:pull"
+    asked = _scopes_asked(case, f"registry:catalog:* {pull}")
+    if case.since("containerd-1.6"):
+        assert asked == {("GET", ("registry:catalog:*", pull))}
+    else:
+        assert asked == {("GET", (f"registry:catalog:* {pull}", pull))}
+
+
 @pytest.mark.behavior("CHAL-002")
 @pytest.mark.parametrize(
     "first",
@@ -141,6 +179,30 @@ def test_bearer_challenge_without_realm_fails_the_pull(case: Case) -> None:
     )
     case.pull_error(case.ref("1", host=host))
     assert case.world.tokens["standard"].token_server.requests == []
+
+
+@pytest.mark.behavior("CHAL-003", "RES-006")
+def test_a_realmless_challenge_is_refused_again_on_each_path_of_a_digest_pull(
+    case: Case,
+) -> None:
+    """Refused, a realm-less challenge leaves no authorizer behind: pulled by digest,
+    1.6 goes on to ``/blobs/`` (RES-006) and asks it unauthenticated, refused again;
+    the seed stops at the first refusal."""
+    host = case.world.tokens["standard"].registry
+    digest = case.push(case.image(), "1", host=host)
+    challenge = f'Bearer service="{host}",scope="repository:{case.repo}:pull"'
+    case.world.add_fault(
+        Fault(Match(path=f"/{case.repo}/"), SetHeader("WWW-Authenticate", challenge)),
+        host=host,
+    )
+    case.pull_error(case.ref(None, host=host, digest=digest))
+    assert case.world.tokens["standard"].token_server.requests == []
+    paths = ["manifests", "blobs"] if case.since("containerd-1.6") else ["manifests"]
+    expected = [("HEAD", f"/v2/{case.repo}/{p}/{digest}", 401, None) for p in paths]
+    seen = [
+        (ex.method, ex.path, ex.status, ex.auth) for ex in case.exchanges(host=host)
+    ]
+    assert seen == expected, case.journal_text()
 
 
 @pytest.mark.behavior("TOKEN-007", "XPORT-001")
