@@ -173,16 +173,19 @@ def _vectors_by_profile() -> list[Any]:
     ]
 
 
-@pytest.mark.behavior("REF-002", "REF-005", "ERR-001")
+@pytest.mark.behavior("REF-002", "REF-005", "REF-006", "ERR-001")
 @pytest.mark.parametrize("group", _vectors_by_profile())
-def test_domain_test_is_case_sensitive(case: Case, group: list[dict[str, Any]]) -> None:
-    """An upper-case first component (``LOCALHOST/foo``, ``Foo/bar``) as the profile says.
+def test_upper_case_reference_follows_the_profiles_vector(
+    case: Case, group: list[dict[str, Any]]
+) -> None:
+    """Upper case in a reference, answered as the profile's vector says.
 
-    Up to 1.6 it is an upper-case path component: the reference fails parsing with
-    the vector's reason and no registry (nor proxy) is contacted. From 1.7 it is a
-    domain (distribution/reference v0.6.0, measured on 1.7.34, 2.0.11 and 2.3.4):
-    the vector's host is asked for over https, through the proxy, as Go proxies
-    every name but the exact ``localhost``.
+    Up to 1.6 an upper-case first component (``LOCALHOST/foo``, ``Foo/bar``) is a
+    path component: the reference fails parsing with the vector's reason and no
+    registry (nor proxy) is contacted. From 1.7 (distribution/reference v0.6.0,
+    measured on 1.7.34, 2.0.11 and 2.3.4) it is a domain: the vector's host is asked
+    for over https, through the proxy, as Go proxies every name but the exact
+    ``localhost``; and the lowercase error quotes the remote name it refused.
     """
     matching = [v for v in group if case.profile in v["profiles"]]
     if not matching:

@@ -22,6 +22,7 @@ from refpull.gocompat.imageref import (
     ImageRef,
     RepoLocation,
     parse_docker_ref,
+    parse_for_profile,
     split_registry_host,
 )
 from refpull.profiles import PROFILES, Profile
@@ -47,26 +48,18 @@ def _vectors(behavior: str) -> list[Any]:
     ]
 
 
-def _parse(text: str, profile: Profile) -> ImageRef:
-    return parse_docker_ref(
-        text,
-        limit_path_only=profile.name_limit_counts_path_only,
-        upper_first_is_domain=profile.upper_case_first_component_is_domain,
-    )
-
-
 def _check(vector: dict[str, Any], profile: Profile) -> None:
     """Compare parse_docker_ref and split_registry_host with one vector."""
     expect = vector["expect"]
     if "error" in expect:
         with pytest.raises(InvalidReference) as info:
-            _parse(vector["input"], profile)
+            parse_for_profile(vector["input"], profile)
         assert (info.value.reference, info.value.reason) == (
             vector["input"],
             expect["reason"],
         )
         return
-    ref = _parse(vector["input"], profile)
+    ref = parse_for_profile(vector["input"], profile)
     location = split_registry_host(ref)
     got = {
         "normalized": str(ref),

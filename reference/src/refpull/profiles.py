@@ -125,6 +125,9 @@ class Profile:
     #: REF-002/REF-005: a first component holding an upper-case letter is a domain
     #: (1.7+); up to 1.6 it is a path component, refused as not lowercase.
     upper_case_first_component_is_domain: bool = False
+    #: REF-005: the lowercase error quotes the remote name it refused (1.7+:
+    #: ``repository name (library/Busybox) must be lowercase``).
+    uppercase_error_quotes_remote_name: bool = False
     #: S1-008: the synthesized config's platform fields follow image-spec v1.1.0's
     #: embedded ``Platform`` order (``variant`` after ``os.features``).
     image_config_embeds_platform: bool = False
@@ -241,6 +244,9 @@ CONTAINERD_17 = replace(
     # as in 2.0.11 and 2.3.4) splitDockerDomain: "if the first element is not
     # lowercase, we assume it to be a domain-name" (REF-002, REF-005).
     upper_case_first_component_is_domain=True,
+    # Same file, :67-68 ParseNormalizedNamed: "invalid reference format: repository
+    # name (%s) must be lowercase" with the remote name (REF-005).
+    uppercase_error_quotes_remote_name=True,
     # v1.7.34 vendors image-spec v1.1.0: config.go Image embeds Platform, so the
     # schema1 converter's json.MarshalIndent(img) puts variant last (S1-008).
     image_config_embeds_platform=True,

@@ -28,7 +28,7 @@ from refpull.content.store import ContentStore
 from refpull.cri.images import ImageRecords
 from refpull.digest import Digest, DigestError
 from refpull.errors import InvalidReference, NotFoundInStore, RefpullError
-from refpull.gocompat.imageref import _parse_normalized_named, parse_docker_ref
+from refpull.gocompat.imageref import _parse_normalized_named, parse_for_profile
 from refpull.profiles import Profile
 from refpull.unpack.snapshots import SnapshotStore, chain_ids
 
@@ -386,15 +386,7 @@ class ImageIndex:
         image_id = name if _go_digest_error(name) is None else ""
         if not image_id:
             try:
-                normalized = str(
-                    parse_docker_ref(
-                        name,
-                        limit_path_only=self.profile.name_limit_counts_path_only,
-                        upper_first_is_domain=(
-                            self.profile.upper_case_first_component_is_domain
-                        ),
-                    )
-                )
+                normalized = str(parse_for_profile(name, self.profile))
             except InvalidReference:
                 normalized = ""
             with self._lock:

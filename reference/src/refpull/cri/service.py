@@ -66,7 +66,7 @@ from refpull.errors import (
     clip_reference,
 )
 from refpull.gocompat.gourl import go_quote
-from refpull.gocompat.imageref import ImageRef, parse_docker_ref
+from refpull.gocompat.imageref import ImageRef, parse_for_profile
 from refpull.limits import Limits
 from refpull.profiles import Profile
 from refpull.pull.puller import ProgressEvent, Puller, PullResult
@@ -274,11 +274,7 @@ class ImageService:
                 "<r>": …`` or ``failed to update image store "<r>": …``.
         """
         try:
-            ref = parse_docker_ref(
-                image,
-                limit_path_only=self.profile.name_limit_counts_path_only,
-                upper_first_is_domain=self.profile.upper_case_first_component_is_domain,
-            )
+            ref = parse_for_profile(image, self.profile)
         except InvalidReference as exc:
             raise ServiceError(
                 # PULL-015: a megabyte name must not become a megabyte gRPC status.

@@ -29,8 +29,15 @@ from dataclasses import dataclass
 
 from refpull.errors import InvalidReference
 from refpull.gocompat import _grammar, gourl
+from refpull.profiles import Profile
 
-__all__ = ["ImageRef", "RepoLocation", "parse_docker_ref", "split_registry_host"]
+__all__ = [
+    "ImageRef",
+    "RepoLocation",
+    "parse_docker_ref",
+    "parse_for_profile",
+    "split_registry_host",
+]
 
 # distribution/reference normalize.go constants.
 _DEFAULT_DOMAIN = "docker.io"
@@ -41,6 +48,10 @@ _DEFAULT_TAG = "latest"
 # distribution/reference errors.go texts (behaviors.md §1).
 _ERR_FORMAT = "invalid reference format"
 _ERR_UPPERCASE = "invalid reference format: repository name must be lowercase"
+# distribution/reference v0.6.0 normalize.go ParseNormalizedNamed (containerd 1.7+).
+_ERR_UPPERCASE_QUOTED = (
+    "invalid reference format: repository name ({}) must be lowercase"
+)
 _ERR_NAME_EMPTY = "repository name must have at least one component"
 _ERR_NAME_TOO_LONG = (
     f"repository name must not be more than {_grammar.NAME_TOTAL_LENGTH_MAX} characters"
@@ -128,7 +139,11 @@ class _Invalid(Exception):
 
 
 def parse_docker_ref(
-    ref: str, *, limit_path_only: bool = False, upper_first_is_domain: bool = False
+    ref: str,
+    *,
+    limit_path_only: bool = False,
+    upper_first_is_domain: bool = False,
+    quote_uppercase_name: bool = False,
 ) -> ImageRef:
     """Normalize *ref* exactly as the CRI plugin does before pulling.
 
@@ -145,6 +160,8 @@ def parse_docker_ref(
             limit (REF-009, profile ``name_limit_counts_path_only``).
         upper_first_is_domain: read a first component with an upper-case letter
             as a domain (REF-002, profile ``upper_case_first_component_is_domain``).
+        quote_uppercase_name: the lowercase error names the remote name it refused
+            (REF-005, profile ``uppercase_error_quotes_remote_name``).
 
     Returns:
         The normalized reference, with a tag or a digest but never both.
@@ -157,7 +174,9 @@ def parse_docker_ref(
             algorithm``, ``invalid checksum digest length``.
     """
     try:
-        named = _parse_normalized_named(ref, limit_path_only, upper_first_is_domain)
+        named = _parse_normalized_named(
+            ref, limit_path_only, upper_first_is_domain, quote_uppercase_name
+        )
     except _Invalid as exc:
         raise InvalidReference(ref, str(exc)) from None
     if named.digest is not None:
@@ -170,8 +189,21 @@ def parse_docker_ref(
     return named
 
 
+def parse_for_profile(ref: str, profile: Profile) -> ImageRef:
+    """:func:`parse_docker_ref` with the switches of *profile* (REF-002/005/009)."""
+    return parse_docker_ref(
+        ref,
+        limit_path_only=profile.name_limit_counts_path_only,
+        upper_first_is_domain=profile.upper_case_first_component_is_domain,
+        quote_uppercase_name=profile.uppercase_error_quotes_remote_name,
+    )
+
+
 def _parse_normalized_named(
-    text: str, limit_path_only: bool = False, upper_first_is_domain: bool = False
+    text: str,
+    limit_path_only: bool = False,
+    upper_first_is_domain: bool = False,
+    quote_uppercase_name: bool = False,
 ) -> ImageRef:
     # behaviors.md REF-006; distribution ParseNormalizedNamed anchoredIdentifierRegexp.
     if _IDENTIFIER_RE.fullmatch(text):
@@ -184,6 +216,8 @@ def _parse_normalized_named(
     # upper-case digest algorithm without a tag fails here, not in go-digest.
     remote_name = remainder.partition(":")[0]
     if remote_name.lower() != remote_name:
+        if quote_uppercase_name:
+            raise _Invalid(_ERR_UPPERCASE_QUOTED.format(remote_name))
         raise _Invalid(_ERR_UPPERCASE)
     return _parse(f"{domain}/{remainder}", limit_path_only)
 

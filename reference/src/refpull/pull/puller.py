@@ -52,7 +52,7 @@ from refpull.errors import (
 from refpull.gocompat.imageref import (
     ImageRef,
     RepoLocation,
-    parse_docker_ref,
+    parse_for_profile,
     split_registry_host,
 )
 from refpull.limits import DEFAULT_LIMITS, Limits
@@ -211,11 +211,7 @@ class Puller:
                 f"longer than {self.limits.max_name_length} characters "
                 "(raise it with --max-name-length)",
             )
-        image_ref = parse_docker_ref(
-            ref,
-            limit_path_only=self._profile.name_limit_counts_path_only,
-            upper_first_is_domain=self._profile.upper_case_first_component_is_domain,
-        )
+        image_ref = parse_for_profile(ref, self._profile)
         name = str(image_ref)
         location = split_registry_host(image_ref)
         hosts = registry_hosts(location.host, self._config, auth, self._profile)

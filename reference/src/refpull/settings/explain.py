@@ -16,7 +16,7 @@ from typing import Any
 
 from refpull.errors import ConfigError, InvalidAuth, InvalidReference
 from refpull.gocompat.gourl import go_quote
-from refpull.gocompat.imageref import parse_docker_ref, split_registry_host
+from refpull.gocompat.imageref import parse_for_profile, split_registry_host
 from refpull.profiles import Profile
 from refpull.settings.config import RegistryConfig
 from refpull.settings.credentials import AuthConfig
@@ -121,13 +121,7 @@ def explain(
         "config_source": config.source,
     }
     try:
-        ref = str(
-            parse_docker_ref(
-                image,
-                limit_path_only=profile.name_limit_counts_path_only,
-                upper_first_is_domain=profile.upper_case_first_component_is_domain,
-            )
-        )
+        ref = str(parse_for_profile(image, profile))
         location = split_registry_host(ref)
     except InvalidReference as exc:
         # cri@ab6701bd PullImage: `failed to parse image reference %q: %w`
