@@ -7,6 +7,7 @@ by the unit tests.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from cri_conformance.mutation import (
     apply_mutant,
     check_mutants,
     load_mutants,
+    runner,
 )
 from cri_conformance.mutation.__main__ import main
 from cri_conformance.mutation.runner import RunSettings, _command, baseline_runs
@@ -118,3 +120,34 @@ def test_a_target_that_cannot_run_a_mutant_is_refused(tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text(_ENTRY + 'target = "containerd"\n')
     with pytest.raises(MutantError, match="target must be one of"):
         load_mutants(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("stdout", "code", "status", "why"),
+    [
+        ("12 passed, 1 nonstrict in 0.3s\n", 0, "killed", "1 nonstrict"),
+        ("40 passed, 2 informational in 3s\n", 0, "killed", "2 informational"),
+        ("40 passed in 3s\n", 0, "survived", ""),
+        ("FAILED a.py::t - boom\n1 failed, 3 passed\n", 1, "killed", "a.py::t"),
+    ],
+)
+def test_a_lenient_verdict_kills_like_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    stdout: str,
+    code: int,
+    status: str,
+    why: str,
+) -> None:
+    """A SHOULD case that fails is NON-STRICT and pytest still exits 0: the runner
+    reads the summary line, so a mutant only such a case sees is killed, and an
+    unmutated baseline showing one is refused like a failing one."""
+
+    def fake_run(*args: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess([], code, stdout=stdout, stderr="")
+
+    monkeypatch.setattr(runner.subprocess, "run", fake_run)
+    settings = RunSettings(src=SRC, suite=ROOT / "conformance" / "suite", cwd=ROOT)
+    outcome = runner._run_profiles(settings, tmp_path, [("reference", "seed")], "")
+    assert outcome.status == status
+    assert (why in outcome.killed_by) if why else outcome.killed_by == ""

@@ -5,13 +5,15 @@ the suite runs against ``--target reference`` (or the mutant's ``target``, such 
 ``reference-grpc`` for a mutant of the CRI server) once per profile the mutant names, with
 the copy first on ``PYTHONPATH`` (the run refuses to start if another refpull is
 imported: see :mod:`cri_conformance.mutation._first`). A mutant is *killed* when any
-of those runs fails, *survives* when all pass, and *times out* when a run outlives
+of those runs fails or shows a lenient verdict (a SHOULD case NON-STRICT, a MAY case
+INFORMATIONAL), *survives* when all pass, and *times out* when a run outlives
 its deadline; a timeout is reported on its own and never counted as a kill.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -93,6 +95,18 @@ def _environment(copy: Path) -> dict[str, str]:
     return env
 
 
+#: The graded run's lenient verdicts (plugin.py ``_STATUS``): a SHOULD case that fails is
+#: NON-STRICT, a MAY case INFORMATIONAL; both leave pytest's exit status at 0.
+_LENIENT = re.compile(r"\b(\d+) (nonstrict|informational)\b")
+
+
+def _lenient_failures(output: str) -> str:
+    """The lenient verdicts in pytest's last summary line ("2 nonstrict"), or ""."""
+    summary = [line for line in output.splitlines() if line.strip()][-1:]
+    found = _LENIENT.findall(summary[0]) if summary else []
+    return ", ".join(f"{count} {kind}" for count, kind in found)
+
+
 def _first_failure(output: str) -> str:
     for line in output.splitlines():
         if line.startswith(("FAILED ", "ERROR ")):
@@ -132,6 +146,13 @@ def _run_profiles(
         if proc.returncode in _FAILED:
             outcome.status = KILLED
             outcome.killed_by = f"{key}: {_first_failure(output)}"
+            return outcome
+        if proc.returncode == 0 and (lenient := _lenient_failures(output)):
+            # The report shows a SHOULD or MAY case failing: the suite saw the
+            # mutant, though the graded run still passes (and an unmutated baseline
+            # with such a verdict is refused like a failing one).
+            outcome.status = KILLED
+            outcome.killed_by = f"{key}: {lenient} (lenient verdicts, exit 0)"
             return outcome
         if proc.returncode != 0:
             outcome.status = ERROR
