@@ -282,6 +282,9 @@ class _RoutingTransport(httpx.BaseTransport):
         url = str(request.url)
         if own:
             url = f"{request.url.scheme}://{self._written_host}/"
+            # HOST-001: Go sends the URL's host verbatim as Host; httpx drops a default
+            # port (and lowercases), so ``https://r.test:443`` would say ``r.test``.
+            request.headers["Host"] = self._written_host
         try:
             proxy = proxy_for(url, self._environ)
         except ValueError as exc:
