@@ -2,8 +2,9 @@
 
 ``fixtures/vectors/schema1/*.json`` hold unsigned schema1 manifests, their blobs and,
 per profile, the image ID and config digest a pull produced: containerd 1.6.20 for
-``containerd-1.6``, the containerd built from the seed's commit for ``seed``. The
-expectation is read from the vector, never computed here (issue 11 item 2).
+``containerd-1.6``, the containerd built from the seed's commit for ``seed`` and, in
+the ``case-*`` vectors test_schema1.py builds, containerd 1.7.34 for ``containerd-1.7``.
+The expectation is read from the vector, never computed here (issue 11 item 2).
 """
 
 from __future__ import annotations

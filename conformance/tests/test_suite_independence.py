@@ -24,9 +24,6 @@ PACKAGE = ROOT / "conformance" / "src" / "cri_conformance"
 
 #: Suite files still computing an expectation with refpull, and why. Shrinks only.
 SUITE_EXCEPTIONS = {
-    # The converted image ID of a per-case schema1 image comes from refpull's
-    # converter; moving it to golden vectors (fixtures/vectors/schema1) is pending.
-    "test_schema1.py": {"refpull.profiles", "refpull.content.schema1"},
     # Drives refpull's ImageService directly to show what its gRPC server does when
     # a deadline passes: a reference-only case that belongs behind a target.
     "test_stalls_and_cancellation.py": {"refpull.budget", "refpull.cri.service"},
