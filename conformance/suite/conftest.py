@@ -10,7 +10,7 @@ target of the same kind with the session's setup plus the module's ``extra_setup
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -211,6 +211,19 @@ def configured_target(
     ``base_setup`` (the world's, by default) is what ``extra_setup`` adds to.
     """
     return _configured_targets.get(base_setup.merged(extra_setup))
+
+
+@pytest.fixture
+def start_configured(
+    _configured_targets: _ConfiguredTargets, base_setup: RegistrySetup
+) -> Callable[[RegistrySetup], Target]:
+    """``configured_target`` for a setup the test passes in, started when it asks.
+
+    For cases where starting is the behaviour (CFG-006): a runtime that refuses its
+    configuration raises ``TargetRefused`` in the test itself, where
+    ``configured_target`` would report an ERROR of its fixture.
+    """
+    return lambda setup: _configured_targets.get(base_setup.merged(setup))
 
 
 @pytest.fixture

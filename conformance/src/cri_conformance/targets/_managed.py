@@ -21,6 +21,7 @@ from cri_conformance.targets.base import (
     RegistrySetup,
     TargetCrashed,
     TargetEnvironment,
+    TargetRefused,
 )
 from cri_conformance.targets.cri import CRIClient
 
@@ -68,6 +69,13 @@ class ManagedTarget:
     def _launch(self) -> list[str]:
         """Write the runtime's configuration; return its command line."""
         raise NotImplementedError
+
+    def _refusal(self) -> str | None:
+        """Why the running process will never serve CRI (its own words), if it says so.
+
+        Asked while the socket answers but CRI does not; None: keep waiting.
+        """
+        return None
 
     # -- life cycle -------------------------------------------------------------
     @property
@@ -128,6 +136,13 @@ class ManagedTarget:
                     client.list()
                 except Exception as exc:  # not ready yet: retry until the deadline
                     last_error = str(exc)
+                    refusal = self._refusal()
+                    if refusal is not None:
+                        self.stop()
+                        raise TargetRefused(
+                            f"{self.name} does not serve CRI: {refusal}",
+                            log_tail=self.log_tail(),
+                        ) from exc
                 else:
                     self._client = client
                     return

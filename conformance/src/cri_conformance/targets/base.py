@@ -22,6 +22,7 @@ __all__ = [
     "TargetCrashed",
     "TargetEnvironment",
     "TargetError",
+    "TargetRefused",
 ]
 
 
@@ -40,6 +41,16 @@ class TargetCrashed(Exception):
     def __init__(self, message: str, *, log_tail: str = "") -> None:
         self.log_tail = log_tail
         super().__init__(message)
+
+
+class TargetRefused(TargetCrashed):
+    """The runtime started but would not serve CRI with the configuration it was given.
+
+    What a client sees of a containerd whose CRI plugin failed its configuration check
+    (CFG-006: the process runs, the CRI service is never registered) or of a reference
+    whose configuration was refused. The message carries the runtime's own reason, as
+    evidence for a reader; scenarios assert the refusal, never its text (STYLE 13).
+    """
 
 
 class Capability:
@@ -98,6 +109,10 @@ class RegistrySetup:
     #: how to configure registries: ``tables``, ``hosts`` (hosts.toml) or None (the
     #: runtime's own default); ``--registry-config-style`` overrides it.
     config_style: str | None = None
+    #: render ``mirrors`` and ``configs.*.tls`` as the deprecated tables *and* set
+    #: ``config_path`` for ``hosts_toml``, whatever the style (CFG-006: what a runtime
+    #: does with both); a generation without ``config_path`` cannot say it.
+    tables_beside_config_path: bool = False
 
     def merged(self, other: RegistrySetup) -> RegistrySetup:
         """Combine two setups; a host configured differently by both is an error."""
@@ -129,6 +144,8 @@ class RegistrySetup:
             insecure_hosts=insecure,
             hosts_toml=hosts_toml,
             config_style=other.config_style or self.config_style,
+            tables_beside_config_path=self.tables_beside_config_path
+            or other.tables_beside_config_path,
         )
 
 

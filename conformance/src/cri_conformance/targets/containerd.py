@@ -14,6 +14,8 @@ The configuration itself is per generation (seed, 1.6, 1.7, 2.0, 2.3): see
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -30,6 +32,45 @@ from cri_conformance.targets.containerd_config import (
 )
 
 __all__ = ["ContainerdTarget", "binary_generation", "render_config"]
+
+#: The plugins a CRI service needs: 1.x's one, 2.x's images, runtime and gRPC ones.
+_CRI_PLUGINS = (
+    "io.containerd.grpc.v1.cri",
+    "io.containerd.cri.v1.images",
+    "io.containerd.cri.v1.runtime",
+)
+#: One ``key=value`` of a logfmt line (logrus text format; values Go-quoted or bare).
+_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def _fields(line: str) -> dict[str, str]:
+    found = {}
+    for key, value in _FIELD.findall(line):
+        if value.startswith('"'):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = value[1:-1]
+        found[key] = value
+    return found
+
+
+def plugin_failure(log: str) -> str | None:
+    """The first CRI plugin that failed to load in *log*, and its error, if any.
+
+    containerd keeps running when a plugin's init fails; it says so at warning level,
+    ``msg="failed to load plugin <id>"`` (1.6, 1.7) or ``msg="failed to load plugin"``
+    with ``id=<id>`` (2.x), the reason in ``error``.
+    """
+    for line in log.splitlines():
+        fields = _fields(line)
+        msg = fields.get("msg", "")
+        if not msg.startswith("failed to load plugin"):
+            continue
+        plugin = fields.get("id") or msg.removeprefix("failed to load plugin").strip()
+        if plugin in _CRI_PLUGINS:
+            return f"plugin {plugin} failed to load: {fields.get('error', '')}"
+    return None
 
 
 def render_config(
@@ -90,6 +131,7 @@ class ContainerdTarget(ManagedTarget):
         self.unsupported_hosts: dict[str, str] = {}
         #: how registries are configured (``tables``/``hosts``), once started.
         self.registry_style = ""
+        self._log_start = 0
         super().__init__(
             workdir=Path(tempfile.mkdtemp(prefix="cri-conformance-containerd-")),
             profile=profile or self.generation.profile,
@@ -109,7 +151,18 @@ class ContainerdTarget(ManagedTarget):
             self.workdir, self.setup, self.generation, style=self.config_style
         )
 
+    def _refusal(self) -> str | None:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_start)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return None
+        return plugin_failure(text)
+
     def _launch(self) -> list[str]:
+        # The log is appended to across restarts: only this start's lines count.
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         for sub in ("root", "state", "cni/bin", "cni/conf"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         rendered = self.rendered()

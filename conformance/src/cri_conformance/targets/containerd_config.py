@@ -243,17 +243,29 @@ def render(
     generation's own) picks how registries are configured; hosts.toml files are
     meant for ``workdir / "certs.d"``.
 
+    With ``setup.tables_beside_config_path`` the style is ``tables+config_path``:
+    ``mirrors`` and ``configs.*.tls`` as tables (2.x too, which has no such tls key)
+    next to ``config_path`` and the raw ``hosts_toml`` files (CFG-006).
+
     Raises:
         UnsupportedSetup: the generation cannot read that style.
     """
-    style = style or setup.config_style or generation.default_style
+    both = setup.tables_beside_config_path
+    if both and "hosts" not in generation.styles:
+        raise UnsupportedSetup(
+            f"containerd {generation.name} has no registry.config_path to set beside "
+            "its registry tables"
+        )
+    style = (
+        "tables" if both else style or setup.config_style or generation.default_style
+    )
     if style not in generation.styles:
         raise UnsupportedSetup(
             f"containerd {generation.name} cannot read registry configuration in the "
             f"{style!r} style (it reads: {', '.join(generation.styles)})"
         )
     unsupported: dict[str, str] = {}
-    if style == "tables" and setup.hosts_toml:
+    if style == "tables" and setup.hosts_toml and not both:
         reason = (
             f"containerd {generation.name} is configured with registry tables here; "
             "raw hosts.toml needs config_path"
@@ -324,8 +336,10 @@ def render(
         ]
     registry = f"{images}.registry"
     hosts: dict[str, str] = {}
-    if style == "hosts":
-        hosts = hosts_files(setup)
+    if style == "hosts" or both:
+        hosts = hosts_files(
+            RegistrySetup(hosts_toml=setup.hosts_toml) if both else setup
+        )
         lines += [f"[{registry}]", f"  config_path = {_q(str(workdir / 'certs.d'))}"]
     if setup.headers:
         lines.append(f"[{registry}.headers]")
@@ -346,7 +360,7 @@ def render(
         for host in sorted(setup.mirrors):
             endpoints = ", ".join(_q(e) for e in setup.mirrors[host])
             lines += [f"[{registry}.mirrors.{_q(host)}]", f"  endpoint = [{endpoints}]"]
-    if style == "tables" and v3:
+    if style == "tables" and v3 and not both:
         # 2.x's registry.configs has no tls table (CFG-007): TLS needs hosts.toml.
         tls_hosts = {h for h, s in setup.configs.items() if s.has_tls}
         reason = (
@@ -356,8 +370,9 @@ def render(
         unsupported.update(dict.fromkeys(_hosts_using(setup, tls_hosts), reason))
     for host in sorted(setup.configs):
         settings = setup.configs[host]
-        if style == "tables" and settings.has_tls and not v3:
+        if style == "tables" and settings.has_tls and (both or not v3):
             lines += _tls_lines(f"{registry}.configs.{_q(host)}.tls", settings)
         if settings.auth is not None and credentials:
             lines += _auth_lines(f"{registry}.configs.{_q(host)}.auth", settings.auth)
-    return Rendered("\n".join(lines) + "\n", hosts, unsupported, style)
+    shown = "tables+config_path" if both else style
+    return Rendered("\n".join(lines) + "\n", hosts, unsupported, shown)

@@ -24,11 +24,12 @@ from cri_conformance.targets.base import (
     RegistrySetup,
     TargetEnvironment,
     TargetError,
+    TargetRefused,
 )
 from cri_conformance.targets.containerd_config import GENERATIONS, Generation, render
 from refpull.cri.index import CRIImage
 from refpull.cri.service import ImageService, grpc_code
-from refpull.errors import RefpullError
+from refpull.errors import ConfigError, RefpullError
 from refpull.profiles import get_profile
 from refpull.settings.config import parse_config
 from refpull.settings.credentials import AuthConfig
@@ -91,14 +92,22 @@ class ReferenceTarget:
             # The in-process runtime's "system roots", as SSL_CERT_FILE is for a
             # runtime process; restored by close().
             os.environ["SSL_CERT_FILE"] = environment.ca_bundle
-        self._service = self._open()
+        try:
+            self._service = self._open()
+        except BaseException:
+            self._restore_cert_file()
+            raise
 
     def _open(self) -> ImageService:
         refpull_profile = get_profile(self.profile)
         path, self.unsupported_hosts, self.registry_style = write_config(
             self.root, self.setup, self.profile, self.config_style
         )
-        config = parse_config(path.read_text(), refpull_profile)
+        try:
+            config = parse_config(path.read_text(), refpull_profile)
+        except ConfigError as exc:
+            # containerd's CRI plugin fails its config check the same way (CFG-006).
+            raise TargetRefused(f"{self.name} does not serve CRI: {exc}") from exc
         return ImageService(
             self.root / "state",
             config,
@@ -133,6 +142,9 @@ class ReferenceTarget:
 
     def close(self) -> None:
         self._service.close()
+        self._restore_cert_file()
+
+    def _restore_cert_file(self) -> None:
         if self._saved_cert_file is None:
             os.environ.pop("SSL_CERT_FILE", None)
         else:
@@ -203,6 +215,11 @@ class ReferenceGrpcTarget(ManagedTarget):
         config, self.unsupported_hosts, self.registry_style = write_config(
             self.workdir, self.setup, self.profile, self.config_style
         )
+        try:
+            # ``refpull serve`` would exit with it: say so as a refusal (CFG-006).
+            parse_config(config.read_text(), get_profile(self.profile))
+        except ConfigError as exc:
+            raise TargetRefused(f"{self.name} does not serve CRI: {exc}") from exc
         root = str(self.workdir / "root")
         return [
             *(sys.executable, "-m", "refpull", "serve"),
