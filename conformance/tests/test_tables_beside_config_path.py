@@ -9,11 +9,7 @@ import pytest
 
 from cri_conformance.targets.base import HostSettings, RegistrySetup
 from cri_conformance.targets.containerd import plugin_failure
-from cri_conformance.targets.containerd_config import (
-    GENERATIONS,
-    UnsupportedSetup,
-    render,
-)
+from cri_conformance.targets.containerd_config import GENERATIONS, render
 
 BOTH = RegistrySetup(
     mirrors={"r.test": ["https://m.test"]},
@@ -45,9 +41,12 @@ def test_both_styles_are_rendered_whatever_the_style(
     assert rendered.style == "tables+config_path"
 
 
-def test_the_seed_cannot_set_config_path_beside_its_tables(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedSetup, match=r"has no registry\.config_path"):
-        render(tmp_path, BOTH, GENERATIONS["seed"])
+def test_the_seed_gets_the_config_path_key_it_does_not_know(tmp_path: Path) -> None:
+    rendered = render(tmp_path, BOTH, GENERATIONS["seed"])
+    registry = tomllib.loads(rendered.config)["plugins"]["cri"]["registry"]
+    assert registry["config_path"] == str(tmp_path / "certs.d")
+    assert registry["mirrors"] == {"r.test": {"endpoint": ["https://m.test"]}}
+    assert rendered.style == "tables+config_path"
 
 
 def test_merging_keeps_tables_beside_config_path() -> None:

@@ -245,17 +245,13 @@ def render(
 
     With ``setup.tables_beside_config_path`` the style is ``tables+config_path``:
     ``mirrors`` and ``configs.*.tls`` as tables (2.x too, which has no such tls key)
-    next to ``config_path`` and the raw ``hosts_toml`` files (CFG-006).
+    next to ``config_path`` and the raw ``hosts_toml`` files (CFG-006); the seed, which
+    has no ``config_path``, gets the key all the same, as an operator would write it.
 
     Raises:
         UnsupportedSetup: the generation cannot read that style.
     """
     both = setup.tables_beside_config_path
-    if both and "hosts" not in generation.styles:
-        raise UnsupportedSetup(
-            f"containerd {generation.name} has no registry.config_path to set beside "
-            "its registry tables"
-        )
     style = (
         "tables" if both else style or setup.config_style or generation.default_style
     )
