@@ -10,15 +10,14 @@ and healthy pulls timing out. Both scenarios are black-box and bind every CRI ru
 * while twenty trickled pulls are still running, Version, ListImages and a pull from
   a healthy repository answer within seconds (XPORT-011).
 
-The call deadline is the CRI client's (gRPC); the in-process reference gets the same
-signal through ``ImageService.pull_image(cancel=…)``, which is what its gRPC server
-passes down. Every wait is bounded, in seconds.
+The call deadline is the target's (``Target.pull(timeout=…)``): a gRPC deadline for a
+runtime spoken to over CRI; the in-process reference target cancels the pull at the
+deadline as its gRPC server does. Every wait is bounded, in seconds.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +27,6 @@ import pytest
 from cri_conformance.scenario import DEADLINE_CODES, Case
 from cri_conformance.targets.base import TargetError
 from cri_conformance.targets.cri import CRIClient
-from refpull.budget import Cancel
-from refpull.cri.service import ImageService, grpc_code
 from registry_sim.faults import Drip, Fault, Match
 
 #: How long the simulator may take to see a closed transfer (one drip slice, a write).
@@ -50,44 +47,15 @@ def _slow_repos(case: Case, count: int) -> list[str]:
 
 def _impatient(case: Case, seconds: float) -> Callable[[str], str]:
     """A pull with a *seconds* deadline; returns the status code name ("OK" if done)."""
-    client = getattr(case.target, "client", None)
-    if isinstance(client, CRIClient):
-        impatient = CRIClient(client.endpoint, api=client.api, timeout=seconds)
 
-        def over_cri(image: str) -> str:
-            try:
-                impatient.pull(image)
-            except TargetError as exc:
-                return exc.code
-            return "OK"
+    def pull(image: str) -> str:
+        try:
+            case.target.pull(image, timeout=seconds)
+        except TargetError as exc:
+            return exc.code
+        return "OK"
 
-        return over_cri
-    service = getattr(case.target, "_service", None)
-    if not isinstance(service, ImageService):
-        pytest.skip("unsupported: a call deadline needs a CRI endpoint")
-
-    def in_process(image: str) -> str:
-        # What refpull's gRPC server does when the RPC's deadline passes.
-        cancel = Cancel()
-        timer = threading.Timer(seconds, cancel.cancel, ["context deadline exceeded"])
-        timer.start()
-        outcome: list[str] = []
-
-        def call() -> None:
-            try:
-                service.pull_image(image, None, cancel)
-                outcome.append("OK")
-            except Exception as exc:  # the code, as a CRI caller would see it
-                outcome.append(grpc_code(exc))
-
-        worker = threading.Thread(target=call, daemon=True)
-        worker.start()
-        worker.join(seconds)
-        timer.join()
-        # Like a gRPC client: at the deadline the caller has its answer.
-        return outcome[0] if outcome else "DEADLINE_EXCEEDED"
-
-    return in_process
+    return pull
 
 
 def _version(case: Case) -> None:

@@ -23,14 +23,11 @@ SUITE = ROOT / "conformance" / "suite"
 PACKAGE = ROOT / "conformance" / "src" / "cri_conformance"
 
 #: Suite files still computing an expectation with refpull, and why. Shrinks only.
-SUITE_EXCEPTIONS = {
-    # Drives refpull's ImageService directly to show what its gRPC server does when
-    # a deadline passes: a reference-only case that belongs behind a target.
-    "test_stalls_and_cancellation.py": {"refpull.budget", "refpull.cri.service"},
-}
+SUITE_EXCEPTIONS: dict[str, set[str]] = {}
 #: Harness modules that need refpull, and for what.
 HARNESS_USES = {
-    "targets/reference.py": "runs the reference puller in-process (a target)",
+    "targets/reference.py": "runs the reference puller in-process (a target), "
+    "cancelling a pull at its call's deadline as refpull serve does",
     "targets/cri.py": "the generated CRI protobuf stubs (a target's wire format)",
     "options.py": "the names of the profiles (--profile choices)",
     "catalog.py": "the catalog lint checks switches against Profile's fields",

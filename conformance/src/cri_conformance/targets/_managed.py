@@ -199,8 +199,14 @@ class ManagedTarget:
             raise TargetCrashed(f"{self.name} is not running", log_tail=self.log_tail())
         return self._client
 
-    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> str:
-        return self.client.pull(image, auth)
+    def pull(
+        self,
+        image: str,
+        auth: Mapping[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> str:
+        return self.client.pull(image, auth, timeout=timeout)
 
     def status(self, image: str, *, verbose: bool = False) -> ImageInfo | None:
         return self.client.status(image, verbose=verbose)

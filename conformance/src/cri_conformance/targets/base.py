@@ -188,8 +188,20 @@ class Target(Protocol):
     profile: str
     capabilities: frozenset[str]
 
-    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> str:
-        """PullImage; returns ``image_ref``. Raises TargetError or TargetCrashed."""
+    def pull(
+        self,
+        image: str,
+        auth: Mapping[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> str:
+        """PullImage; returns ``image_ref``. Raises TargetError or TargetCrashed.
+
+        *timeout* is the call's deadline in seconds (None: the target's default), as
+        a CRI client gives it: when it passes, the caller stops waiting and gets
+        ``DEADLINE_EXCEEDED`` (or the runtime's own code, if it answers first), and
+        the runtime is told the call ended (XPORT-010).
+        """
         ...
 
     def status(self, image: str, *, verbose: bool = False) -> ImageInfo | None:

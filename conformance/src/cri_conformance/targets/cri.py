@@ -92,9 +92,11 @@ class CRIClient:
         self._images = pb2_grpc.ImageServiceStub(self._channel)
         self._runtime = pb2_grpc.RuntimeServiceStub(self._channel)
 
-    def _call(self, method: Callable[..., Any], request: Any) -> Any:
+    def _call(
+        self, method: Callable[..., Any], request: Any, timeout: float | None = None
+    ) -> Any:
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout if timeout is None else timeout)
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.UNAVAILABLE:
@@ -108,14 +110,21 @@ class CRIClient:
     def version(self) -> Any:
         return self._call(self._runtime.Version, self._pb2.VersionRequest())
 
-    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> str:
+    def pull(
+        self,
+        image: str,
+        auth: Mapping[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> str:
+        """PullImage with the client's deadline, or *timeout* seconds when given."""
         request = self._pb2.PullImageRequest(image=self._pb2.ImageSpec(image=image))
         if auth is not None:
             unknown = set(auth) - set(_AUTH_FIELDS)
             if unknown:
                 raise ValueError(f"unknown AuthConfig fields: {sorted(unknown)}")
             request.auth.CopyFrom(self._pb2.AuthConfig(**dict(auth)))
-        response = self._call(self._images.PullImage, request)
+        response = self._call(self._images.PullImage, request, timeout)
         return str(response.image_ref)
 
     def status(self, image: str, *, verbose: bool = False) -> ImageInfo | None:
@@ -179,8 +188,14 @@ class CRITarget:
     def client(self) -> CRIClient:
         return self._client
 
-    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> str:
-        return self._client.pull(image, auth)
+    def pull(
+        self,
+        image: str,
+        auth: Mapping[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> str:
+        return self._client.pull(image, auth, timeout=timeout)
 
     def status(self, image: str, *, verbose: bool = False) -> ImageInfo | None:
         return self._client.status(image, verbose=verbose)

@@ -157,8 +157,14 @@ class CrioTarget(ManagedTarget):
         ]
 
     # -- CRI, image IDs in digest form (see as_digest) -----------------------------
-    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> str:
-        return as_digest(super().pull(image, auth))
+    def pull(
+        self,
+        image: str,
+        auth: Mapping[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> str:
+        return as_digest(super().pull(image, auth, timeout=timeout))
 
     def status(self, image: str, *, verbose: bool = False) -> ImageInfo | None:
         info = super().status(as_storage_id(image), verbose=verbose)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from cri_conformance.targets.base import (
     TargetRefused,
 )
 from cri_conformance.targets.containerd_config import GENERATIONS, Generation, render
+from refpull.budget import Cancel
 from refpull.cri.index import CRIImage
 from refpull.cri.service import ImageService, grpc_code
 from refpull.errors import ConfigError, RefpullError
@@ -121,10 +123,50 @@ class ReferenceTarget:
             self.setup = setup
             self._service = self._open()
 
-    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> str:
+    def pull(
+        self,
+        image: str,
+        auth: Mapping[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> str:
         config = AuthConfig.from_mapping(auth) if auth is not None else None
+        if timeout is not None:
+            return self._pull_with_deadline(image, config, timeout)
         with _as_target_error():
             return self._service.pull_image(image, config)
+
+    def _pull_with_deadline(
+        self, image: str, config: AuthConfig | None, timeout: float
+    ) -> str:
+        """A PullImage call with a deadline, as ``refpull serve`` runs one.
+
+        At the deadline the caller, like a gRPC client, stops waiting
+        (DEADLINE_EXCEEDED unless the pull answered first) and the pull's
+        :class:`Cancel` fires with the reason refpull's gRPC server gives it
+        (``context deadline exceeded``); the pull goes on in its thread until it
+        sees the cancellation.
+        """
+        cancel = Cancel()
+        outcome: list[str | BaseException] = []
+
+        def call() -> None:
+            try:
+                outcome.append(self._service.pull_image(image, config, cancel))
+            except BaseException as exc:  # handed to the caller below
+                outcome.append(exc)
+
+        worker = threading.Thread(target=call, name=f"pull {image}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if not outcome:
+            cancel.cancel("context deadline exceeded")
+            raise TargetError("DEADLINE_EXCEEDED", "context deadline exceeded")
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            with _as_target_error():
+                raise result
+        return result
 
     def status(self, image: str, *, verbose: bool = False) -> ImageInfo | None:
         with _as_target_error():
