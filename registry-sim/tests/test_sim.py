@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from registry_sim.auth import BasicAuth
-from registry_sim.faults import Fault, Match, Status
+from registry_sim.faults import Custom, Fault, Match, Status
 from registry_sim.images import Image, Index, Layer
 from registry_sim.sim import RegistrySim, split_reference
 from registry_sim.wire import Request, Response
@@ -234,3 +234,31 @@ def test_no_simulator_thread_outlives_close() -> None:
             assert client.get("https://mirror.test/v2/").status_code == 200
         assert httpx.get(f"{sim.url}/v2/", verify=sim.ca.client_context()).is_success
     assert [t.name for t in _sim_threads() - before] == []
+
+
+def test_exchanges_are_timed_by_arrival_so_a_slow_answer_keeps_its_place(
+    registry_sim: RegistrySim,
+) -> None:
+    """A request answered late is still journalled at the time it arrived: sorting by
+    ``time`` gives the order a client sent, even across connections (``seq`` is the
+    order the answers finished)."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold(request: Request, response: Response) -> Response:
+        arrived.set()
+        release.wait(5)
+        return response
+
+    registry_sim.faults.add(Fault(Match(path="/v2/slow/"), Custom(hold)))
+    slow = threading.Thread(
+        target=httpx.get, args=(f"{registry_sim.url}/v2/slow/tags/list",)
+    )
+    slow.start()
+    assert arrived.wait(5)
+    httpx.get(f"{registry_sim.url}/v2/fast/tags/list")  # answered while slow is held
+    release.set()
+    slow.join(5)
+    by_time = sorted(registry_sim.journal.exchanges, key=lambda ex: ex.time)
+    by_seq = sorted(registry_sim.journal.exchanges, key=lambda ex: ex.seq)
+    assert [ex.path for ex in by_time] == ["/v2/slow/tags/list", "/v2/fast/tags/list"]
+    assert [ex.path for ex in by_seq] == ["/v2/fast/tags/list", "/v2/slow/tags/list"]

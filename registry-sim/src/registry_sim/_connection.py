@@ -307,6 +307,7 @@ class Connection:
         request.connection_id = self.id
         request.client_cert_subject = self.client_subject
         request.alpn = self.alpn
+        request.received = time.time()
         return request
 
     def _refuse(self, err: MessageError) -> None:

@@ -47,6 +47,9 @@ ANY: Any = _Any()
 class Exchange:
     """One request and its response, redacted.
 
+    ``time`` is when the request arrived (its head was read), so exchanges on
+    different connections or registries sort in the order a client sent them; ``seq``
+    is the order they finished in.
     ``bytes_announced`` is the Content-Length sent (``None``: chunked or absent);
     ``bytes_sent`` what the server actually wrote. ``proxied_via`` is the CONNECT
     target when the request came through the proxy.
@@ -94,7 +97,7 @@ class Exchange:
             proxied_via: the CONNECT target, if tunnelled.
             bearer_describer: see :func:`classify_authorization`.
             seq: sequence number (the journal assigns one when recording).
-            when: the time (``time.time()`` when omitted).
+            when: the time (the request's arrival when omitted, else now).
         """
         headers: list[tuple[str, str]] = []
         auth: Auth = None
@@ -110,7 +113,7 @@ class Exchange:
                 headers.append((name, value))
         return cls(
             seq=seq,
-            time=time.time() if when is None else when,
+            time=when if when is not None else (request.received or time.time()),
             connection_id=request.connection_id,
             scheme=request.scheme,
             method=request.method,

@@ -97,6 +97,8 @@ class Request:
     client_cert_subject: str | None = None
     #: The ALPN protocol the TLS handshake negotiated (``None``: none, or plain http).
     alpn: str | None = None
+    #: When the request's head was read (``time.time()``; 0: not stamped by a server).
+    received: float = 0.0
 
     @property
     def query(self) -> dict[str, list[str]]:
