@@ -22,8 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "conformance" / "suite"
 PACKAGE = ROOT / "conformance" / "src" / "cri_conformance"
 
-#: Suite files still computing an expectation with refpull, and why. Shrinks only.
-SUITE_EXCEPTIONS: dict[str, set[str]] = {}
 #: Harness modules that need refpull, and for what.
 HARNESS_USES = {
     "targets/reference.py": "runs the reference puller in-process (a target), "
@@ -53,12 +51,17 @@ def _refpull_imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", sorted(SUITE.glob("*.py")), ids=lambda p: p.name)
 def test_suite_files_import_nothing_from_refpull(path: Path) -> None:
-    assert _refpull_imports(path) <= SUITE_EXCEPTIONS.get(path.name, set())
+    """No suite file computes an expectation with the code under test (issue 11)."""
+    assert _refpull_imports(path) == set()
 
 
-def test_the_suite_exceptions_are_still_needed() -> None:
-    for name, allowed in SUITE_EXCEPTIONS.items():
-        assert _refpull_imports(SUITE / name) == allowed, f"shrink {name}'s exception"
+def test_the_import_finder_sees_every_form_of_refpull_import(tmp_path: Path) -> None:
+    source = tmp_path / "t.py"
+    source.write_text(
+        "import refpull\nimport refpull.errors as e\nfrom refpull.cri import service\n"
+        "from . import refpull_like\nimport refpullx\n"
+    )
+    assert _refpull_imports(source) == {"refpull", "refpull.errors", "refpull.cri"}
 
 
 def test_only_listed_harness_modules_import_refpull() -> None:
