@@ -231,6 +231,11 @@ def test_valid_vector_reaches_its_host_and_repository(
     if expect["digest"] is None:
         where.push(image, f"{repository}:{expect['tag']}")
         assert case.pull(_move(vector["input"], where, vector)) == image.config_digest
+        # The image is listed under the vector's normalized name (STORE-004): a
+        # runtime that re-reads its stored name with another grammar drops it.
+        info = case.status(image.config_digest)
+        assert info is not None
+        assert info.repo_tags == (_move(expect["normalized"], where, vector),)
         allowed = {reference, image.digest}
     else:
         error = case.pull_error(_move(vector["input"], where, vector))

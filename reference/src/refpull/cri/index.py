@@ -118,18 +118,31 @@ def _go_digest_error(text: str) -> str | None:
     return None
 
 
-def _any_reference(ref: str) -> tuple[int, str, bool, bool] | None:
+def _any_reference(
+    ref: str, profile: Profile | None = None
+) -> tuple[int, str, bool, bool] | None:
     """containerd ``reference.ParseAnyReference`` → (rank, string, tagged, canonical).
 
     Rank is containerd 1.6 ``sort.go`` ``refRank``: 1 name+tag+digest, 2 name+tag,
-    3 name+digest, 4 name, 5 digest only. None: unparsable.
+    3 name+digest, 4 name, 5 digest only. None: unparsable. A stored name is read with
+    the grammar of *profile* (the one it was pulled under; REF-002/005/009 changed in
+    1.7), the 1.6 grammar when None.
     """
     if _HEX64.fullmatch(ref):
         return 5, "sha256:" + ref, False, False
     if _go_digest_error(ref) is None:
         return 5, ref, False, False
     try:
-        named = _parse_normalized_named(ref)
+        named = (
+            _parse_normalized_named(ref)
+            if profile is None
+            else _parse_normalized_named(
+                ref,
+                profile.name_limit_counts_path_only,
+                profile.upper_case_first_component_is_domain,
+                profile.uppercase_error_quotes_remote_name,
+            )
+        )
     except Exception:  # distribution's parse errors: the reference is unparsable
         return None
     tagged, digested = named.tag is not None, named.digest is not None
@@ -137,7 +150,9 @@ def _any_reference(ref: str) -> tuple[int, str, bool, bool] | None:
     return rank, str(named), tagged, digested
 
 
-def sort_references(references: Iterable[str]) -> list[str]:
+def sort_references(
+    references: Iterable[str], profile: Profile | None = None
+) -> list[str]:
     """containerd 1.6 ``sortReferences`` (behaviors.md STORE-003 Δ1.6).
 
     Parsable references first, by rank then string; unparsable ones last, sorted.
@@ -145,7 +160,7 @@ def sort_references(references: Iterable[str]) -> list[str]:
     parsed: list[tuple[int, str]] = []
     bad: list[str] = []
     for ref in references:
-        any_ref = _any_reference(ref)
+        any_ref = _any_reference(ref, profile)
         if any_ref is None:
             bad.append(ref)
         else:
@@ -167,7 +182,7 @@ def image_user(user: str) -> tuple[int | None, str]:
     return None, name
 
 
-def to_cri_image(image: IndexedImage) -> CRIImage:
+def to_cri_image(image: IndexedImage, profile: Profile | None = None) -> CRIImage:
     """The CRI view of *image* (cri ``toCRIImage`` + ``parseImageReferences``).
 
     ``repo_tags`` are the tagged references, ``repo_digests`` the canonical ones; the
@@ -176,7 +191,7 @@ def to_cri_image(image: IndexedImage) -> CRIImage:
     tags: list[str] = []
     digests: list[str] = []
     for ref in image.references:
-        parsed = _any_reference(ref)
+        parsed = _any_reference(ref, profile)
         if parsed is None:
             continue
         _, text, tagged, canonical = parsed
@@ -337,7 +352,7 @@ class ImageIndex:
             refs = [*current.references, *([] if ref in current.references else [ref])]
             facts = current.facts
         if self.profile.sorted_references:
-            refs = sort_references(refs)  # behaviors.md STORE-003 Δ1.6
+            refs = sort_references(refs, self.profile)  # behaviors.md STORE-003 Δ1.6
         self._images[image_id] = IndexedImage(
             id=image_id, references=tuple(refs), facts=facts
         )

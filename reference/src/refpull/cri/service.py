@@ -432,12 +432,14 @@ class ImageService:
             # cri verboseImageInfo; Go would render the struct in field order.
             body = {"chainID": found.chain_id, "imageSpec": found.spec()}
             info["info"] = json.dumps(body, separators=(",", ":"))
-        return to_cri_image(found), info
+        return to_cri_image(found, self.profile), info
 
     def list_images(self, image_filter: str | None = None) -> builtins.list[CRIImage]:
         """``ListImages``: every served image; the filter is ignored (STORE-010)."""
         del image_filter  # behaviors.md STORE-010: the seed ignores the filter
-        return [to_cri_image(i) for i in self.index.list() if self._served(i)]
+        return [
+            to_cri_image(i, self.profile) for i in self.index.list() if self._served(i)
+        ]
 
     def remove_image(self, image: str) -> None:
         """``RemoveImage``: delete every reference of the image (STORE-008).
