@@ -29,8 +29,10 @@ def test_versions_sort_numerically_within_a_family() -> None:
         "containerd-1.10.0",
         "containerd-1.7.34",
         "crio-1.36.3",
+        "containerd-seed",
     ]
     assert sorted(names, key=version_key) == [
+        "containerd-seed",
         "containerd-1.7.34",
         "containerd-1.10.0",
         "containerd-2.0.11",

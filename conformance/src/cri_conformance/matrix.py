@@ -29,7 +29,9 @@ from cri_conformance.verdicts import Verdict, worst
 __all__ = ["RuntimeRun", "load_run", "matrix_document", "version_key", "write_matrix"]
 
 _FORMAT = "cri-pull-conformance/report-1"  # report.REPORT_FORMAT (no import cycle)
-_VERSION = re.compile(r"^(?P<family>.*?)-(?P<version>\d+(?:\.\d+)*)$")
+#: ``containerd-1.7.34``; ``containerd-seed`` is its family's oldest (containerd/cri
+#: ab6701bd, the 1.3 era), so the "changed between versions" view starts from it.
+_VERSION = re.compile(r"^(?P<family>.*?)-(?P<version>\d+(?:\.\d+)*|seed)$")
 _BAD = frozenset({Verdict.FAIL, Verdict.XFAIL, Verdict.CRASH})
 _GOOD = frozenset({Verdict.PASS, Verdict.XPASS})
 
@@ -55,7 +57,8 @@ def version_key(name: str) -> tuple[str, tuple[int, ...], str]:
     match = _VERSION.match(name)
     if not match:
         return (name, (), name)
-    version = tuple(int(p) for p in match["version"].split("."))
+    text = match["version"]
+    version = (0,) if text == "seed" else tuple(int(p) for p in text.split("."))
     return (match["family"], version, name)
 
 
