@@ -6,6 +6,7 @@ import hashlib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -256,6 +257,10 @@ def test_exchanges_are_timed_by_arrival_so_a_slow_answer_keeps_its_place(
     slow.start()
     assert arrived.wait(5)
     httpx.get(f"{registry_sim.url}/v2/fast/tags/list")  # answered while slow is held
+    # The server journals an exchange just after writing its answer: wait for it.
+    deadline = time.monotonic() + 5
+    while not registry_sim.journal.exchanges and time.monotonic() < deadline:
+        time.sleep(0.01)
     release.set()
     slow.join(5)
     by_time = sorted(registry_sim.journal.exchanges, key=lambda ex: ex.time)
