@@ -28,7 +28,7 @@ from refpull.content.store import ContentStore
 from refpull.cri.images import ImageRecords
 from refpull.digest import Digest, DigestError
 from refpull.errors import InvalidReference, NotFoundInStore, RefpullError
-from refpull.gocompat.imageref import _parse_normalized_named, parse_for_profile
+from refpull.gocompat.imageref import parse_for_profile, parse_normalized_named
 from refpull.profiles import Profile
 from refpull.unpack.snapshots import SnapshotStore, chain_ids
 
@@ -133,16 +133,7 @@ def _any_reference(
     if _go_digest_error(ref) is None:
         return 5, ref, False, False
     try:
-        named = (
-            _parse_normalized_named(ref)
-            if profile is None
-            else _parse_normalized_named(
-                ref,
-                profile.name_limit_counts_path_only,
-                profile.upper_case_first_component_is_domain,
-                profile.uppercase_error_quotes_remote_name,
-            )
-        )
+        named = parse_normalized_named(ref, profile)
     except Exception:  # distribution's parse errors: the reference is unparsable
         return None
     tagged, digested = named.tag is not None, named.digest is not None

@@ -36,6 +36,7 @@ __all__ = [
     "RepoLocation",
     "parse_docker_ref",
     "parse_for_profile",
+    "parse_normalized_named",
     "split_registry_host",
 ]
 
@@ -189,14 +190,35 @@ def parse_docker_ref(
     return named
 
 
+def _switches(profile: Profile | None) -> tuple[bool, bool, bool]:
+    """The grammar switches of *profile* (REF-009, REF-002, REF-005); 1.6's for None."""
+    if profile is None:
+        return False, False, False
+    return (
+        profile.name_limit_counts_path_only,
+        profile.upper_case_first_component_is_domain,
+        profile.uppercase_error_quotes_remote_name,
+    )
+
+
 def parse_for_profile(ref: str, profile: Profile) -> ImageRef:
     """:func:`parse_docker_ref` with the switches of *profile* (REF-002/005/009)."""
+    limit, upper, quote = _switches(profile)
     return parse_docker_ref(
         ref,
-        limit_path_only=profile.name_limit_counts_path_only,
-        upper_first_is_domain=profile.upper_case_first_component_is_domain,
-        quote_uppercase_name=profile.uppercase_error_quotes_remote_name,
+        limit_path_only=limit,
+        upper_first_is_domain=upper,
+        quote_uppercase_name=quote,
     )
+
+
+def parse_normalized_named(text: str, profile: Profile | None = None) -> ImageRef:
+    """distribution ``ParseNormalizedNamed`` in *profile*'s grammar (1.6's for None).
+
+    Unlike :func:`parse_docker_ref` it keeps both tag and digest and adds no
+    ``latest``; its errors are distribution's, not :class:`InvalidReference`.
+    """
+    return _parse_normalized_named(text, *_switches(profile))
 
 
 def _parse_normalized_named(

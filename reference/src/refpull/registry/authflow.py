@@ -189,7 +189,7 @@ class RegistryAuth(httpx.Auth):
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """The retry loop of one logical request (CHAL-007); httpx keeps the last response."""
         attempts: list[tuple[str, str]] = []
-        statuses: list[int] = []
+        previous: int | None = None  # the status of the attempt before, if any
         last_host = self._profile.server_errors_retried_on_last_host and bool(
             request.extensions.get(LAST_HOST)
         )
@@ -197,16 +197,16 @@ class RegistryAuth(httpx.Auth):
         while True:
             response, final = yield from self._send(current)
             attempts.append((final.method, str(final.url)))
-            statuses.append(response.status_code)
             decision = retry_decision(
                 response.status_code,
                 final.method,
                 final.url.path,
                 len(attempts),
                 self._profile.retry_attempts,
-                previous=statuses[-2] if len(statuses) > 1 else None,
+                previous=previous,
                 server_errors_on_last_host=last_host,
             )
+            previous = response.status_code
             if decision is Retry.STOP:
                 return
             if decision is Retry.AUTHENTICATE and not self._accept(
